@@ -1,0 +1,551 @@
+// Overhead of queue-otel's BullMQ instrumentation on a worker running no-op jobs, in three modes:
+//   uninstrumented                instrumentation.disable()
+//   instrumented, resources off   setConfig({ jobCpu: false, jobMemory: false }) + enable()
+//                                 (spans and metrics, no per-job CPU/memory, no async hook)
+//   instrumented, everything on   setConfig({}) + enable() (the defaults: jobCpu and jobMemory on)
+// (setConfig before enable(): see setMode for why.)
+//
+// Run: `npm run bench` (builds, then runs this file and bench/collection.mjs), or
+// `node bench/overhead.mjs` after a build. Needs Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379).
+//
+// Defaults: 20000 jobs per round, concurrency 50, 12 measured rounds per mode (36 in all) after one
+// discarded warm-up round of each mode; about 1.5 minutes on a 2-CPU machine.
+//
+// Environment:
+//   BENCH_JOBS         jobs per round (default 20000)
+//   BENCH_ROUNDS       measured rounds per mode (default 12), after one discarded warm-up of each
+//   BENCH_CONCURRENCY  worker concurrency (default 50)
+//   BENCH_REDIS_URL    Redis to use (default redis://127.0.0.1:6379)
+//   BENCH_PRODUCER_CONTEXT=1  add the jobs of instrumented rounds with the instrumentation on, so
+//                      they carry the producer's trace context (the process span gets a link).
+//                      Default off: jobs are always added uninstrumented; adding is never timed.
+//
+// Each round: addBulk N jobs to a fresh queue (not timed), start a Worker (autorun off, waited
+// until ready), then time from worker.run() until the N-th 'completed' event: wall time, process
+// CPU time (process.cpuUsage, user + system, all threads of this process) and Redis commands
+// (INFO commandstats, summed over every command except INFO; server-wide, so other clients of the
+// same Redis add noise; commands run inside BullMQ's Lua scripts are counted too, so the script
+// invocations are also shown apart). Then the worker is closed and the queue obliterated.
+// Rounds run in blocks of three, one round of each mode, the blocks cycling through all six orders
+// of the three modes (ABC, CBA, BCA, ACB, CAB, BAC: an ABBA-like rotation), so slow drift and
+// position within a block hit every mode alike. The paired figures compare the rounds of one block.
+// The instrumented modes have a real SDK: TracerProvider + BatchSpanProcessor, MeterProvider +
+// PeriodicExportingMetricReader (1 s), AsyncLocalStorage context manager, W3C propagator; the
+// exporters drop everything. Results are printed and written to bench/last-run.json (replacing it;
+// bench/collection.mjs, run after this by `npm run bench`, adds its results under `collection`).
+
+import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const require = createRequire(import.meta.url);
+const startedAt = performance.now();
+
+const JOBS = intEnv('BENCH_JOBS', 20000);
+const ROUNDS = intEnv('BENCH_ROUNDS', 12);
+const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 50);
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+const PRODUCER_CONTEXT = process.env.BENCH_PRODUCER_CONTEXT === '1';
+const ROUND_TIMEOUT_MS = 120_000;
+const PREFIX = 'qotel-bench';
+
+/** The three modes, in the order they are reported. `config` is what setConfig gets on enable. */
+const MODES = [
+  { key: 'uninstrumented', label: 'uninstrumented', instrumented: false, resources: false },
+  {
+    key: 'resourcesOff',
+    label: 'instrumented, resources off',
+    instrumented: true,
+    resources: false,
+    config: { jobCpu: false, jobMemory: false },
+  },
+  { key: 'everythingOn', label: 'instrumented, everything on', instrumented: true, resources: true, config: {} },
+];
+const UNINSTRUMENTED = MODES[0];
+/** Targets for each instrumented mode against uninstrumented (median-based figures decide). */
+const TARGETS = {
+  resourcesOff: { maxAddedCpuUsPerJob: 25, minThroughputRatio: 0.85 },
+  everythingOn: { maxAddedCpuUsPerJob: 40, minThroughputRatio: 0.8 },
+};
+
+function intEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+// ---- OpenTelemetry SDK (CommonJS, the same copies the built package resolves) ------------------
+
+const api = require('@opentelemetry/api');
+const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
+const { W3CTraceContextPropagator } = require('@opentelemetry/core');
+const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');
+const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
+
+// Anything the instrumentation or the SDK reports at WARN or above is counted and shown.
+const diagMessages = [];
+const keep = (level) => (...args) => {
+  const text = `[diag ${level}] ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}`;
+  diagMessages.push(text);
+  console.error(text);
+};
+api.diag.setLogger(
+  { error: keep('error'), warn: keep('warn'), info() {}, debug() {}, verbose() {} },
+  api.DiagLogLevel.WARN,
+);
+
+const contextManager = new AsyncLocalStorageContextManager().enable();
+api.context.setGlobalContextManager(contextManager);
+api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+const spanStats = { exported: 0, byName: new Map() };
+const dropSpans = {
+  export(spans, done) {
+    spanStats.exported += spans.length;
+    for (const s of spans) {
+      const key = `${s.name.split(' ')[0]} (kind ${s.kind})`;
+      spanStats.byName.set(key, (spanStats.byName.get(key) ?? 0) + 1);
+    }
+    done({ code: 0 });
+  },
+  async shutdown() {},
+  async forceFlush() {},
+};
+const spanProcessor = new BatchSpanProcessor({
+  exporter: dropSpans,
+  maxQueueSize: 65536, // large enough that no span of a round is dropped (dropping would be cheaper)
+  maxExportBatchSize: 512,
+  scheduledDelayMillis: 1000,
+});
+const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
+
+let metricExports = 0;
+const dropMetrics = {
+  export(_metrics, done) {
+    metricExports++;
+    done({ code: 0 });
+  },
+  async forceFlush() {},
+  async shutdown() {},
+};
+const meterProvider = new MeterProvider({
+  readers: [new PeriodicExportingMetricReader({ exporter: dropMetrics, exportIntervalMillis: 1000, exportTimeoutMillis: 1000 })],
+});
+
+// ---- the instrumentation, then bullmq (require-in-the-middle patches it as it loads) -----------
+
+const { BullMQInstrumentation } = require('../dist/cjs/index.js');
+const instrumentation = new BullMQInstrumentation({});
+instrumentation.setTracerProvider(tracerProvider);
+instrumentation.setMeterProvider(meterProvider);
+
+const bullmq = require('bullmq');
+const { Queue, Worker } = bullmq;
+const bullmqVersion = require('bullmq/package.json').version;
+const Redis = require('ioredis');
+
+const redisUrl = new URL(REDIS_URL);
+const connection = {
+  host: redisUrl.hostname,
+  port: Number(redisUrl.port || 6379),
+  ...(redisUrl.password ? { password: decodeURIComponent(redisUrl.password) } : {}),
+  ...(redisUrl.username ? { username: decodeURIComponent(redisUrl.username) } : {}),
+  db: redisUrl.pathname.length > 1 ? Number(redisUrl.pathname.slice(1)) : 0,
+  maxRetriesPerRequest: null,
+};
+const redis = new Redis({ ...connection, maxRetriesPerRequest: 3 });
+
+function isPatched() {
+  return Boolean(Worker.prototype.processJob?.__wrapped);
+}
+
+/** Whether per-job resource attribution (the async hook) is on; reads the core's own flag. */
+function resourcesOn() {
+  return Boolean(instrumentation.telemetry?.resourcesOn);
+}
+
+function setMode(mode) {
+  if (mode.instrumented) {
+    // setConfig first, then enable(): enable() (re)starts resource attribution from the current
+    // options. The other order (enable(); setConfig({})) leaves attribution off when the previous
+    // options had it off: QueueTelemetry.setConfig only restarts attribution that is already
+    // running, so once jobCpu/jobMemory were turned off, setConfig({}) alone does not turn them
+    // back on (src/core/telemetry.ts; reported, not worked around in src). The check below
+    // makes sure each mode really is what it says.
+    instrumentation.setConfig(mode.config);
+    instrumentation.enable();
+  } else {
+    instrumentation.disable();
+  }
+  if (isPatched() !== mode.instrumented) {
+    throw new Error(
+      `[${mode.label}] instrumentation.${mode.instrumented ? 'enable' : 'disable'}() did not ` +
+        `${mode.instrumented ? 'patch' : 'unpatch'} Worker.prototype.processJob`,
+    );
+  }
+  if (resourcesOn() !== mode.resources) {
+    throw new Error(`[${mode.label}] per-job resource attribution is ${resourcesOn() ? 'on' : 'off'}, expected ${mode.resources ? 'on' : 'off'}`);
+  }
+}
+
+/** Calls of each Redis command except INFO (so our own probes do not count). */
+async function redisCommandCalls() {
+  const text = await redis.info('commandstats');
+  const calls = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+    if (m && m[1] !== 'info') calls.set(m[1], Number(m[2]));
+  }
+  return calls;
+}
+
+/**
+ * Per-job deltas between two commandstats snapshots. Redis counts the commands a Lua script runs
+ * (redis.call) as well as the EVALSHA itself, so `total` is commands executed, not round trips;
+ * `scripts` counts the script invocations (evalsha/eval/fcall and their _ro forms) alone.
+ */
+function redisDelta(before, after) {
+  let total = 0;
+  let scripts = 0;
+  const byCommand = {};
+  for (const [cmd, n] of after) {
+    const d = n - (before.get(cmd) ?? 0);
+    if (d <= 0) continue;
+    total += d;
+    if (/^(evalsha|eval|fcall)(_ro)?$/.test(cmd)) scripts += d;
+    byCommand[cmd] = round(d / JOBS, 3);
+  }
+  const sorted = Object.fromEntries(Object.entries(byCommand).sort((a, b) => b[1] - a[1]));
+  return { perJob: round(total / JOBS, 3), scriptsPerJob: round(scripts / JOBS, 3), byCommand: sorted };
+}
+
+// ---- one round -----------------------------------------------------------------------------------
+
+let roundSeq = 0;
+const BY_COMMAND = Symbol('redisCommandsPerJobByCommand');
+const MODE_KEY = Symbol('modeKey');
+
+async function runRound(modeSpec) {
+  const mode = modeSpec.label;
+  const name = `overhead-${process.pid}-${++roundSeq}-${modeSpec.key}`;
+  const queue = new Queue(name, { connection, prefix: PREFIX });
+  let worker;
+  try {
+    // Producer side, not timed. Instrumentation off unless BENCH_PRODUCER_CONTEXT=1 asks for the
+    // instrumented rounds' jobs to carry trace context.
+    setMode(modeSpec.instrumented && PRODUCER_CONTEXT ? modeSpec : UNINSTRUMENTED);
+    await queue.waitUntilReady();
+    for (let i = 0; i < JOBS; i += 1000) {
+      const batch = [];
+      for (let j = i; j < Math.min(JOBS, i + 1000); j++) batch.push({ name: 'noop', data: { i: j } });
+      await queue.addBulk(batch);
+    }
+    setMode(modeSpec);
+
+    worker = new Worker(name, async () => {}, { connection, prefix: PREFIX, concurrency: CONCURRENCY, autorun: false });
+    let completed = 0;
+    let failed = 0;
+    const failures = [];
+    const workerErrors = [];
+    let resolveDone;
+    let rejectDone;
+    const done = new Promise((resolve, reject) => {
+      resolveDone = resolve;
+      rejectDone = reject;
+    });
+    const check = () => {
+      if (completed + failed >= JOBS) resolveDone();
+    };
+    worker.on('completed', () => {
+      completed++;
+      check();
+    });
+    worker.on('failed', (job, err) => {
+      failed++;
+      if (failures.length < 5) failures.push(`job ${job?.id}: ${err?.stack ?? err}`);
+      check();
+    });
+    worker.on('error', (err) => {
+      workerErrors.push(err?.stack ?? String(err));
+      if (workerErrors.length === 1) console.error(`[${mode}] worker error: ${err?.stack ?? err}`);
+    });
+    await worker.waitUntilReady();
+    await spanProcessor.forceFlush(); // the producer's send spans (BENCH_PRODUCER_CONTEXT) go out now
+    await sleep(50);
+
+    const spansBefore = spanStats.exported;
+    const redisBefore = await redisCommandCalls();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const running = worker.run();
+    running.catch((err) => rejectDone(err));
+    const timer = setTimeout(
+      () => rejectDone(new Error(`round timed out after ${ROUND_TIMEOUT_MS} ms: ${completed} completed, ${failed} failed of ${JOBS}`)),
+      ROUND_TIMEOUT_MS,
+    );
+    try {
+      await done;
+    } finally {
+      clearTimeout(timer);
+    }
+    const wallMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    const redisAfter = await redisCommandCalls();
+    const redisUse = redisDelta(redisBefore, redisAfter);
+
+    await worker.close();
+    await running.catch(() => {});
+    await spanProcessor.forceFlush();
+    const spans = spanStats.exported - spansBefore;
+
+    if (failed > 0) {
+      throw new Error(`[${mode}] ${failed} of ${JOBS} jobs failed; first failures:\n${failures.join('\n')}`);
+    }
+    const cpuUs = cpu.user + cpu.system;
+    return {
+      mode,
+      [MODE_KEY]: modeSpec.key,
+      queue: name,
+      jobs: JOBS,
+      wallMs: round(wallMs, 1),
+      jobsPerSec: round(JOBS / (wallMs / 1000), 0),
+      cpuUsPerJob: round(cpuUs / JOBS, 2),
+      cpuUserUsPerJob: round(cpu.user / JOBS, 2),
+      cpuSystemUsPerJob: round(cpu.system / JOBS, 2),
+      redisCommandsPerJob: redisUse.perJob,
+      redisScriptCallsPerJob: redisUse.scriptsPerJob,
+      // Kept out of the printed rounds (see summarize); the last round's breakdown is in the summary.
+      [BY_COMMAND]: redisUse.byCommand,
+      spansPerJob: round(spans / JOBS, 3),
+      workerErrors: workerErrors.length,
+    };
+  } finally {
+    if (worker) await worker.close().catch(() => {});
+    setMode(UNINSTRUMENTED);
+    await queue.obliterate({ force: true }).catch((err) => console.error(`obliterate ${name}: ${err}`));
+    await queue.close().catch(() => {});
+  }
+}
+
+// ---- statistics and output -------------------------------------------------------------------------
+
+function round(x, digits) {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+function summarize(results) {
+  const pick = (k) => results.map((r) => r[k]);
+  return {
+    rounds: results.length,
+    medianJobsPerSec: round(median(pick('jobsPerSec')), 0),
+    minJobsPerSec: Math.min(...pick('jobsPerSec')),
+    maxJobsPerSec: Math.max(...pick('jobsPerSec')),
+    medianCpuUsPerJob: round(median(pick('cpuUsPerJob')), 2),
+    minCpuUsPerJob: Math.min(...pick('cpuUsPerJob')),
+    maxCpuUsPerJob: Math.max(...pick('cpuUsPerJob')),
+    medianRedisCommandsPerJob: round(median(pick('redisCommandsPerJob')), 3),
+    medianRedisScriptCallsPerJob: round(median(pick('redisScriptCallsPerJob')), 3),
+    medianSpansPerJob: round(median(pick('spansPerJob')), 3),
+    redisCommandsPerJobByCommandLastRound: results.at(-1)[BY_COMMAND],
+  };
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows
+    .map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  '))
+    .join('\n');
+}
+
+// ---- main ----------------------------------------------------------------------------------------------
+
+async function main() {
+  const env = {
+    node: process.version,
+    bullmq: bullmqVersion,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    redis: (await redis.info('server')).match(/redis_version:(\S+)/)?.[1],
+    jobs: JOBS,
+    roundsPerMode: ROUNDS,
+    concurrency: CONCURRENCY,
+    producerContext: PRODUCER_CONTEXT,
+    modes: Object.fromEntries(MODES.map((m) => [m.key, m.instrumented ? `setConfig(${JSON.stringify(m.config)}) + enable()` : 'disable()'])),
+    loadAvgAtStart: loadavg().map((x) => round(x, 2)),
+  };
+  console.log(
+    `queue-otel overhead bench: Node ${env.node}, bullmq ${env.bullmq}, ${env.cpus} CPUs (${env.cpuModel}), Redis ${env.redis}`,
+  );
+  console.log(
+    `${JOBS} no-op jobs per round, concurrency ${CONCURRENCY}, ${ROUNDS} measured rounds per mode (${MODES.length} modes) ` +
+      `after 1 warm-up each${PRODUCER_CONTEXT ? ', jobs of instrumented rounds carry producer trace context' : ''}`,
+  );
+  const labelWidth = Math.max(...MODES.map((m) => m.label.length));
+
+  // Warm-up: one of each, discarded.
+  for (const mode of MODES) {
+    const r = await runRound(mode);
+    console.log(`warm-up   ${r.mode.padEnd(labelWidth)} ${String(r.jobsPerSec).padStart(6)} jobs/s  ${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job  (discarded)`);
+  }
+
+  // Blocks of one round per mode, cycling through all six orders of the three modes.
+  const [A, B, C] = MODES;
+  const orders = [
+    [A, B, C],
+    [C, B, A],
+    [B, C, A],
+    [A, C, B],
+    [C, A, B],
+    [B, A, C],
+  ];
+  const results = [];
+  const blocks = [];
+  let n = 0;
+  for (let b = 0; b < ROUNDS; b++) {
+    const block = {};
+    for (const mode of orders[b % orders.length]) {
+      const r = await runRound(mode);
+      results.push(r);
+      block[mode.key] = r;
+      console.log(
+        `round ${String(++n).padStart(2)}  ${r.mode.padEnd(labelWidth)} ${String(r.jobsPerSec).padStart(6)} jobs/s  ` +
+          `${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job  ${r.redisCommandsPerJob.toFixed(3)} Redis cmds/job  ${r.spansPerJob} spans/job`,
+      );
+    }
+    blocks.push(block);
+  }
+
+  const summary = {};
+  for (const mode of MODES) summary[mode.key] = summarize(results.filter((r) => r[MODE_KEY] === mode.key));
+  const off = summary[UNINSTRUMENTED.key];
+
+  // Against uninstrumented: the difference of the medians, and (paired) the median over blocks of
+  // the within-block difference, which is less sensitive to load that drifts over the run.
+  const comparisons = {};
+  for (const mode of MODES.slice(1)) {
+    const on = summary[mode.key];
+    const target = TARGETS[mode.key];
+    const addedCpuUsPerJob = round(on.medianCpuUsPerJob - off.medianCpuUsPerJob, 2);
+    const throughputRatio = round(on.medianJobsPerSec / off.medianJobsPerSec, 3);
+    const pairedAddedCpuUsPerJob = round(median(blocks.map((b) => b[mode.key].cpuUsPerJob - b[UNINSTRUMENTED.key].cpuUsPerJob)), 2);
+    const pairedThroughputRatio = round(median(blocks.map((b) => b[mode.key].jobsPerSec / b[UNINSTRUMENTED.key].jobsPerSec)), 3);
+    comparisons[mode.key] = {
+      mode: mode.label,
+      addedCpuUsPerJob,
+      throughputRatio,
+      pairedAddedCpuUsPerJob,
+      pairedThroughputRatio,
+      addedRedisCommandsPerJob: round(on.medianRedisCommandsPerJob - off.medianRedisCommandsPerJob, 3),
+      target,
+      // The verdict uses the median-based figures; the paired ones are shown beside them.
+      addedCpuPass: addedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
+      throughputPass: throughputRatio >= target.minThroughputRatio,
+      pairedAddedCpuPass: pairedAddedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
+      pairedThroughputPass: pairedThroughputRatio >= target.minThroughputRatio,
+    };
+  }
+
+  console.log('');
+  console.log(
+    table([
+      ['mode', 'median jobs/s', '(min-max)', 'median CPU µs/job', '(min-max)', 'Redis cmds/job', 'of which scripts', 'spans/job'],
+      ...MODES.map((mode) => {
+        const s = summary[mode.key];
+        return [
+          mode.label,
+          s.medianJobsPerSec,
+          `(${s.minJobsPerSec}-${s.maxJobsPerSec})`,
+          s.medianCpuUsPerJob.toFixed(2),
+          `(${s.minCpuUsPerJob.toFixed(2)}-${s.maxCpuUsPerJob.toFixed(2)})`,
+          s.medianRedisCommandsPerJob.toFixed(3),
+          s.medianRedisScriptCallsPerJob.toFixed(3),
+          s.medianSpansPerJob,
+        ];
+      }),
+    ]),
+  );
+  console.log('');
+  const verdict = (pass) => (pass ? 'PASS' : 'MISS');
+  console.log('vs uninstrumented (verdict on the median-based figures; paired = median over blocks of the within-block difference):');
+  console.log(
+    table([
+      ['mode', 'added CPU µs/job', 'target', '', 'paired', 'throughput ratio', 'target', '', 'paired', 'added Redis cmds/job'],
+      ...MODES.slice(1).map((mode) => {
+        const c = comparisons[mode.key];
+        return [
+          mode.label,
+          c.addedCpuUsPerJob.toFixed(2),
+          `<= ${c.target.maxAddedCpuUsPerJob}`,
+          verdict(c.addedCpuPass),
+          `${c.pairedAddedCpuUsPerJob.toFixed(2)} ${verdict(c.pairedAddedCpuPass)}`,
+          c.throughputRatio.toFixed(3),
+          `>= ${c.target.minThroughputRatio.toFixed(2)}`,
+          verdict(c.throughputPass),
+          `${c.pairedThroughputRatio.toFixed(3)} ${verdict(c.pairedThroughputPass)}`,
+          c.addedRedisCommandsPerJob,
+        ];
+      }),
+    ]),
+  );
+  const rOff = comparisons.resourcesOff;
+  const all = comparisons.everythingOn;
+  console.log(
+    `cost of per-job resources alone (everything on vs resources off): ` +
+      `${round(summary.everythingOn.medianCpuUsPerJob - summary.resourcesOff.medianCpuUsPerJob, 2).toFixed(2)} µs CPU/job, ` +
+      `throughput ratio ${round(summary.everythingOn.medianJobsPerSec / summary.resourcesOff.medianJobsPerSec, 3).toFixed(3)}`,
+  );
+  env.loadAvgAtEnd = loadavg().map((x) => round(x, 2));
+  console.log(`load average (1/5/15 min) at start ${env.loadAvgAtStart.join(' ')}, at end ${env.loadAvgAtEnd.join(' ')}`);
+  console.log('Redis cmds/job: INFO commandstats, server-wide (other clients add noise); commands run inside Lua scripts count too');
+  if (diagMessages.length > 0) console.log(`diag warnings/errors: ${diagMessages.length} (see stderr)`);
+
+  const output = {
+    date: new Date().toISOString(),
+    env,
+    summary: {
+      ...summary,
+      vsUninstrumented: comparisons,
+      allTargetsMet: [rOff, all].every((c) => c.addedCpuPass && c.throughputPass),
+    },
+    rounds: results,
+    spansByName: Object.fromEntries(spanStats.byName),
+    metricExports,
+    diagMessages,
+    totalSeconds: round((performance.now() - startedAt) / 1000, 1),
+  };
+  const file = fileURLToPath(new URL('./last-run.json', import.meta.url));
+  writeFileSync(file, JSON.stringify(output, null, 2) + '\n');
+  console.log(`\nwritten to ${file} (per-round results, summaries, environment); total ${output.totalSeconds} s`);
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (err) {
+  exitCode = 1;
+  console.error(`bench failed: ${err?.stack ?? err}`);
+} finally {
+  try {
+    instrumentation.disable();
+  } catch {}
+  await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
+  contextManager.disable();
+  await redis.quit().catch(() => redis.disconnect());
+  process.exitCode = exitCode;
+  // If anything still holds the event loop, say what and leave anyway.
+  setTimeout(() => {
+    console.error('bench: the process did not exit by itself; open handles:', process.getActiveResourcesInfo());
+    process.exit(exitCode || 2);
+  }, 5000).unref();
+}

@@ -1,0 +1,186 @@
+import type { Attributes, DiagLogger } from '@opentelemetry/api';
+import { ATTR_QUEUE_JOB_STATE } from '../semconv.js';
+
+/** Job states reported by `queue.jobs.count`. */
+export const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'paused',
+  'failed',
+  'completed',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+/** One read of a queue's state, all in one round trip. */
+export interface QueueStateReading {
+  counts: Record<JobState, number>;
+  /** Epoch ms at which the oldest job that is ready to run became ready. */
+  oldestReadyAt: number | undefined;
+  /** Epoch ms at which the oldest job in the failed set failed. */
+  oldestFailedAt: number | undefined;
+}
+
+/**
+ * Reads one queue, if this process holds the queue's lease; resolves `undefined` when another
+ * process holds it, and `null` when this process no longer has the queue open (it is forgotten).
+ */
+export interface QueueStateSource {
+  read(owner: string, leaseMs: number): Promise<QueueStateReading | undefined | null>;
+}
+
+export interface QueueStatsOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  /** One reader per cluster (a lease); false: every process reads and reports. */
+  leader: boolean;
+}
+
+/** What the collection callback reports for one queue. */
+export interface QueueStateReport {
+  attributes: Attributes;
+  counts: ReadonlyArray<{ value: number; attributes: Attributes }>;
+  oldestAgeS: number | undefined;
+  failedOldestAgeS: number | undefined;
+}
+
+interface Entry {
+  source: QueueStateSource;
+  attributes: Attributes;
+  stateAttributes: Record<JobState, Attributes>;
+  reading: QueueStateReading | undefined;
+  readAt: number;
+  lastAttempt: number;
+  inFlight: boolean;
+  /** This process has held the lease: once it loses it, it reports zeros, not stale values. */
+  wasLeader: boolean;
+  leader: boolean;
+  failing: boolean;
+}
+
+const ZERO_COUNTS = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+
+/**
+ * Queue depth by state and the oldest ages, read at most once per interval per queue however
+ * many collections happen, by one process of the cluster (the lease holder), never blocking a
+ * collection: reads start at collection time when due and report at the next collection, and a
+ * read that fails or times out leaves the state metrics out (not zero) until one succeeds.
+ */
+export class QueueStats {
+  private readonly entries = new Map<string, Entry>();
+  readonly owner = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+
+  constructor(
+    private readonly options: () => QueueStatsOptions,
+    private readonly diag: DiagLogger,
+  ) {}
+
+  /** The first source registered for a queue is kept; a queue is read once however many objects point at it. */
+  register(queue: string, base: Attributes, source: QueueStateSource): void {
+    if (this.entries.has(queue)) return;
+    const stateAttributes = {} as Record<JobState, Attributes>;
+    for (const state of JOB_STATES) stateAttributes[state] = { ...base, [ATTR_QUEUE_JOB_STATE]: state };
+    const entry: Entry = {
+      source,
+      attributes: base,
+      stateAttributes,
+      reading: undefined,
+      readAt: 0,
+      lastAttempt: 0,
+      inFlight: false,
+      wasLeader: false,
+      leader: false,
+      failing: false,
+    };
+    this.entries.set(queue, entry);
+    this.refresh(queue, entry, Date.now()); // so the first collection has values
+  }
+
+  has(queue: string): boolean {
+    return this.entries.has(queue);
+  }
+
+  /** Called by each collection: starts due reads, returns what to report now. */
+  collect(): QueueStateReport[] {
+    const now = Date.now();
+    const { intervalMs } = this.options();
+    const reports: QueueStateReport[] = [];
+    for (const [queue, entry] of this.entries) {
+      if (now - entry.lastAttempt >= intervalMs) this.refresh(queue, entry, now);
+      if (!entry.leader) {
+        // Another process reports this queue. If this one did before, zeros replace its last
+        // values, which the SDK would otherwise keep exporting and sums would count twice.
+        if (entry.wasLeader) reports.push(this.report(entry, ZERO_COUNTS, undefined, undefined, now));
+        continue;
+      }
+      const reading = entry.reading;
+      // Redis slow or gone: leave the state out rather than report numbers that are not true now.
+      if (reading === undefined || now - entry.readAt > 3 * intervalMs) continue;
+      reports.push(this.report(entry, reading.counts, reading.oldestReadyAt, reading.oldestFailedAt, now));
+    }
+    return reports;
+  }
+
+  private report(
+    entry: Entry,
+    counts: Record<JobState, number>,
+    oldestReadyAt: number | undefined,
+    oldestFailedAt: number | undefined,
+    now: number,
+  ): QueueStateReport {
+    return {
+      attributes: entry.attributes,
+      counts: JOB_STATES.map((state) => ({ value: counts[state], attributes: entry.stateAttributes[state] })),
+      oldestAgeS: oldestReadyAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestReadyAt) / 1000,
+      failedOldestAgeS: oldestFailedAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestFailedAt) / 1000,
+    };
+  }
+
+  private refresh(queue: string, entry: Entry, now: number): void {
+    if (entry.inFlight) return;
+    const { intervalMs, timeoutMs, leader } = this.options();
+    entry.inFlight = true;
+    entry.lastAttempt = now;
+    // The lease outlives two intervals, so a holder that dies is replaced within about two.
+    const owner = leader ? this.owner : `${this.owner}-${Math.random()}`;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
+    });
+    let read: Promise<QueueStateReading | undefined | null>;
+    try {
+      read = entry.source.read(owner, leader ? 2 * intervalMs + timeoutMs : 0);
+    } catch (error) {
+      read = Promise.reject(error);
+    }
+    Promise.race([read, timeout])
+      .then(
+        (reading) => {
+          if (reading === null) {
+            this.entries.delete(queue); // closed here: stop reading it (watched again if reopened)
+            return;
+          }
+          entry.failing = false;
+          entry.leader = reading !== undefined;
+          if (reading !== undefined) {
+            entry.wasLeader = true;
+            entry.reading = reading;
+            entry.readAt = Date.now();
+          }
+        },
+        (error: unknown) => {
+          if (!entry.failing) this.diag.warn(`queue state of "${queue}" not read; its state metrics are left out until a read succeeds`, error);
+          entry.failing = true;
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        entry.inFlight = false;
+      });
+    // A read that never settles (client gone) must not pin its promise chain's error.
+    read.catch(() => {});
+  }
+}

@@ -1,0 +1,110 @@
+import { type Tracer, diag } from '@opentelemetry/api';
+import { InstrumentationBase, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation';
+import type { MethodPatch } from '../adapters/patch.js';
+import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig } from '../config.js';
+import { QueueTelemetry } from '../core/telemetry.js';
+import { PACKAGE_NAME, PACKAGE_VERSION } from '../version.js';
+
+/**
+ * What every queue-otel instrumentation shares: validated options, the core telemetry (rebuilt
+ * instruments when the meter provider changes) and applying an adapter's method patches.
+ */
+export abstract class QueueInstrumentationBase<
+  Config extends QueueInstrumentationConfig = QueueInstrumentationConfig,
+> extends InstrumentationBase<Config> {
+  // `declare`: InstrumentationBase's constructor calls setConfig, _updateMetricInstruments and
+  // init before this class's fields would be initialised; declared fields are not reset after.
+  private declare core: QueueTelemetry | undefined;
+  private declare resolved: ResolvedConfig;
+  private declare constructed: boolean;
+
+  protected constructor(
+    private readonly system: string,
+    config: Config | undefined,
+  ) {
+    // Fails here, at setup, naming the option, before anything is patched.
+    const resolved = resolveConfig(config ?? {});
+    super(`${PACKAGE_NAME}/${system}`, PACKAGE_VERSION, (config ?? {}) as Config);
+    this.resolved = resolved;
+    this.constructed = true;
+  }
+
+  /** The core that owns spans and metrics for this instrumentation. */
+  protected get telemetry(): QueueTelemetry {
+    if (this.core === undefined) {
+      const resolved = this.resolved ?? resolveConfig(this._config ?? {});
+      const core = new QueueTelemetry(this.system, resolved, this._diag ?? diag);
+      core.setTracer(this.currentTracer());
+      this.core = core;
+      core.setMeter(this.meter);
+      if (this.isEnabled()) core.start();
+    }
+    return this.core;
+  }
+
+  /**
+   * Options can change after construction; a bad value then is reported through diag and the
+   * previous options stay, since throwing from here could reach code that is running jobs.
+   */
+  override setConfig(config: Config = {} as Config): void {
+    if (!this.constructed) {
+      super.setConfig(config);
+      return;
+    }
+    let resolved: ResolvedConfig;
+    try {
+      resolved = resolveConfig(config);
+    } catch (error) {
+      this._diag.error('setConfig ignored', error);
+      return;
+    }
+    super.setConfig(config);
+    this.resolved = resolved;
+    this.core?.setConfig(resolved, this.isEnabled());
+  }
+
+  /** Patches the library (when loaded) and starts per-job resource attribution. */
+  override enable(): void {
+    super.enable();
+    // The base constructor enables before this class is set up; the first access starts it then.
+    if (this.constructed) this.telemetry.start();
+  }
+
+  /** Restores the library's original methods and stops per-job resource attribution. */
+  override disable(): void {
+    super.disable();
+    this.core?.stop();
+  }
+
+  override setTracerProvider(...args: Parameters<InstrumentationBase['setTracerProvider']>): void {
+    super.setTracerProvider(...args);
+    this.core?.setTracer(this.currentTracer());
+  }
+
+  /** Called by the base class whenever the meter provider changes. */
+  protected override _updateMetricInstruments(): void {
+    this.core?.setMeter(this.meter);
+  }
+
+  /** Applies an adapter's patches to freshly loaded module exports. */
+  protected applyPatches(patches: MethodPatch[]): void {
+    for (const patch of patches) {
+      const target = patch.target as Record<string, unknown>;
+      if (typeof target[patch.method] !== 'function') {
+        this._diag.debug(`${patch.method} not found; not patched`);
+        continue;
+      }
+      this._wrap(target, patch.method, patch.wrap as never);
+    }
+  }
+
+  protected removePatches(patches: MethodPatch[]): void {
+    for (const patch of patches) this._unwrap(patch.target as Record<string, unknown>, patch.method);
+  }
+
+  private currentTracer(): Tracer {
+    return this.tracer;
+  }
+
+  protected abstract override init(): InstrumentationModuleDefinition[];
+}

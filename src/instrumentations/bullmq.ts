@@ -1,0 +1,39 @@
+import { InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
+import { type BullMQExports, bullmqPatches } from '../adapters/bullmq.js';
+import type { BullMQInstrumentationConfig } from '../config.js';
+import { QueueInstrumentationBase } from './base.js';
+
+/** bullmq versions whose internals the adapter was written and tested against. */
+const SUPPORTED = ['>=5.0.0 <7'];
+
+/**
+ * OpenTelemetry instrumentation for BullMQ 5 and 6. Every `Worker`, `Queue` and `FlowProducer`
+ * gets spans and metrics; nothing in the application changes.
+ *
+ * @example
+ * ```ts
+ * new NodeSDK({ instrumentations: [new BullMQInstrumentation()] }).start();
+ * ```
+ */
+export class BullMQInstrumentation extends QueueInstrumentationBase<BullMQInstrumentationConfig> {
+  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  constructor(config?: BullMQInstrumentationConfig) {
+    super('bullmq', config);
+  }
+
+  protected override init(): InstrumentationNodeModuleDefinition[] {
+    return [
+      new InstrumentationNodeModuleDefinition(
+        'bullmq',
+        SUPPORTED,
+        (exports: BullMQExports) => {
+          this.applyPatches(bullmqPatches(exports, this.telemetry));
+          return exports;
+        },
+        (exports: BullMQExports | undefined) => {
+          if (exports) this.removePatches(bullmqPatches(exports, this.telemetry));
+        },
+      ),
+    ];
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Every metric and attribute name queue-otel emits, in one place.
+ *
+ * Stable names come from `@opentelemetry/semantic-conventions`. The messaging names are still
+ * "incubating" there, and the incubating entry point is not covered by semver, so, as the
+ * OpenTelemetry JS maintainers recommend, they are copied here (values as of semconv 1.45).
+ * Names under `queue.` are queue-otel's own: semantic conventions have nothing for job queues yet.
+ */
+export { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
+
+// Messaging attributes (incubating in semconv; copied).
+export const ATTR_MESSAGING_SYSTEM = 'messaging.system';
+export const ATTR_MESSAGING_DESTINATION_NAME = 'messaging.destination.name';
+export const ATTR_MESSAGING_OPERATION_NAME = 'messaging.operation.name';
+export const ATTR_MESSAGING_OPERATION_TYPE = 'messaging.operation.type';
+export const ATTR_MESSAGING_MESSAGE_ID = 'messaging.message.id';
+export const ATTR_MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count';
+
+// Messaging metrics (incubating in semconv; copied).
+export const METRIC_MESSAGING_PROCESS_DURATION = 'messaging.process.duration';
+export const METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES = 'messaging.client.consumed.messages';
+export const METRIC_MESSAGING_CLIENT_SENT_MESSAGES = 'messaging.client.sent.messages';
+export const METRIC_MESSAGING_CLIENT_OPERATION_DURATION = 'messaging.client.operation.duration';
+
+// queue-otel attributes.
+/** The job's name, capped per queue (`_OTHER` past the cap). */
+export const ATTR_QUEUE_JOB_NAME = 'queue.job.name';
+/** How an attempt ended: `completed`, `retried` or `failed` (no attempt left). */
+export const ATTR_QUEUE_JOB_OUTCOME = 'queue.job.outcome';
+/** Span only: 1-based number of this attempt. */
+export const ATTR_QUEUE_JOB_ATTEMPT = 'queue.job.attempt';
+/** Span only: seconds the job waited between becoming ready and this attempt's start. */
+export const ATTR_QUEUE_JOB_WAIT_DURATION = 'queue.job.wait.duration';
+
+/** On `queue.jobs.count`: the state the jobs are in (`waiting`, `active`, `delayed`, ...). */
+export const ATTR_QUEUE_JOB_STATE = 'queue.job.state';
+/** Span only: CPU seconds the attempt used (see README for what CPU means in each mode). */
+export const ATTR_QUEUE_JOB_CPU_TIME = 'queue.job.cpu.time';
+/** Span only: the most memory, in bytes, the attempt was seen to hold. */
+export const ATTR_QUEUE_JOB_MEMORY_PEAK = 'queue.job.memory.peak';
+
+// queue-otel metrics.
+export const METRIC_QUEUE_JOB_WAIT_DURATION = 'queue.job.wait.duration';
+export const METRIC_QUEUE_JOB_ATTEMPTS = 'queue.job.attempts';
+export const METRIC_QUEUE_JOB_BUSY_TIME = 'queue.job.busy.time';
+export const METRIC_QUEUE_JOB_ACTIVE = 'queue.job.active';
+export const METRIC_QUEUE_WORKER_CONCURRENCY = 'queue.worker.concurrency';
+export const METRIC_QUEUE_JOB_STALLED = 'queue.job.stalled';
+export const METRIC_QUEUE_JOB_CPU_TIME = 'queue.job.cpu.time';
+export const METRIC_QUEUE_JOB_MEMORY_USAGE = 'queue.job.memory.usage';
+export const METRIC_QUEUE_JOB_MEMORY_PEAK = 'queue.job.memory.peak';
+export const METRIC_QUEUE_JOBS_COUNT = 'queue.jobs.count';
+export const METRIC_QUEUE_OLDEST_AGE = 'queue.oldest.age';
+export const METRIC_QUEUE_FAILED_OLDEST_AGE = 'queue.failed.oldest.age';
+export const METRIC_QUEUE_JOB_RUNNING_OLDEST = 'queue.job.running.oldest';
+
+/** Values of `messaging.operation.name` / `messaging.operation.type`. */
+export const OPERATION_SEND = 'send';
+export const OPERATION_PROCESS = 'process';
+
+/** Job names past the per-queue cap, and error types past their cap, are reported as this. */
+export const OTHER = '_OTHER';
+
+/**
+ * Histogram buckets in seconds: the semantic-convention buckets for messaging durations,
+ * extended up to an hour because jobs, unlike messages, routinely run for minutes.
+ */
+export const DURATION_BUCKETS_S = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300, 600,
+  1800, 3600,
+];
+
+/** Buckets for `queue.job.memory.peak`: 64 KiB to 4 GiB, powers of four. */
+export const MEMORY_BUCKETS_BYTES = [
+  2 ** 16, 2 ** 18, 2 ** 20, 2 ** 22, 2 ** 24, 2 ** 26, 2 ** 28, 2 ** 30, 2 ** 32,
+];
+
+/** Buckets for `queue.job.attempts`. */
+export const ATTEMPT_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 50];

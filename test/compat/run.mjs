@@ -1,0 +1,408 @@
+#!/usr/bin/env node
+// Compatibility smoke test: does what a user installs from npm work in both kinds of
+// OpenTelemetry project, loaded as CommonJS and as ESM?
+//
+// 1. Builds dist/ if it is missing, then `npm pack`s the package into a fresh temp dir.
+// 2. For each scenario (OTel JS 2.x + bullmq 5, OTel JS 3.x + bullmq 6) creates a fresh project
+//    and `npm install`s the scenario's dependencies plus the packed tarball. Any ERESOLVE or
+//    peer-dependency warning in npm's output, a failing install or a failing `npm ls --all` fails
+//    both of the scenario's checks.
+// 3. Runs app.cjs and app.mjs in that project: a real NodeSDK with BullMQInstrumentation, one job
+//    through a real Worker on the local Redis, and asserts spans, return value and a metric.
+//
+// Prints `compat: <scenario> <cjs|esm> ok|FAIL ...` per check and `N passed, N failed` at the end;
+// exits 1 if any check failed. Needs Redis (REDIS_URL, default redis://127.0.0.1:6379) and the
+// npm registry. QO_COMPAT_KEEP=1 keeps the temp dir for inspection.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const INSTALL_TIMEOUT_MS = 10 * 60_000;
+const APP_TIMEOUT_MS = 90_000;
+
+const SCENARIOS = [
+  {
+    name: 'otel-2.x',
+    deps: [
+      '@opentelemetry/api@1.9.0',
+      '@opentelemetry/sdk-node@0.223.0',
+      '@opentelemetry/sdk-trace-base@^2',
+      '@opentelemetry/sdk-metrics@^2',
+      'bullmq@^5',
+      'ioredis@^5',
+    ],
+    // OTel JS 2.x: InMemorySpanExporter lives in sdk-trace-base.
+    tracePackage: '@opentelemetry/sdk-trace-base',
+    bullmqMajor: 5,
+  },
+  {
+    name: 'otel-3.x',
+    deps: [
+      '@opentelemetry/api@^1.10.0',
+      '@opentelemetry/sdk-node@^0.301.0',
+      '@opentelemetry/sdk-trace@^3',
+      '@opentelemetry/sdk-metrics@^3',
+      'bullmq@^6',
+      'ioredis@^5',
+    ],
+    // OTel JS 3.x: sdk-trace-base is gone; InMemorySpanExporter lives in sdk-trace.
+    tracePackage: '@opentelemetry/sdk-trace',
+    bullmqMajor: 6,
+  },
+];
+
+// How each module system is started. ESM: the documented way for @opentelemetry/instrumentation
+// 0.223 / 0.301 (its README, "Instrumentation for ECMAScript Modules (ESM) in Node.js", and
+// opentelemetry-js doc/esm-support.md) is the loader hook flag
+// `--experimental-loader=@opentelemetry/instrumentation/hook.mjs` (it re-exports
+// import-in-the-middle's hook). Without it, `import('bullmq')` is never seen by the
+// instrumentation. The bare specifier is resolved from the cwd, i.e. the scenario project.
+// (Node 24 prints an ExperimentalWarning for the flag; that is expected.)
+const MODULE_SYSTEMS = [
+  { name: 'cjs', file: 'app.cjs', nodeArgs: [] },
+  { name: 'esm', file: 'app.mjs', nodeArgs: ['--experimental-loader=@opentelemetry/instrumentation/hook.mjs'] },
+];
+
+/** The environment for child processes, without the npm_* variables `npm run` adds. */
+function childEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
+  return { ...env, ...extra };
+}
+
+function run(cmd, args, opts = {}) {
+  const started = Date.now();
+  const r = spawnSync(cmd, args, {
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env ?? childEnv(),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: opts.timeout ?? INSTALL_TIMEOUT_MS,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const output = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return {
+    status: r.status,
+    signal: r.signal,
+    error: r.error,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+    output,
+    seconds: ((Date.now() - started) / 1000).toFixed(1),
+    ok: r.status === 0 && !r.error,
+  };
+}
+
+function describeExit(r) {
+  if (r.error) return `${r.error.code ?? ''} ${r.error.message}`.trim();
+  if (r.signal) return `killed by ${r.signal}`;
+  return `exit ${r.status}`;
+}
+
+function indent(text, max = 60) {
+  const lines = text.trimEnd().split('\n');
+  const shown = lines.length > max ? ['...', ...lines.slice(-max)] : lines;
+  return shown.map((l) => `    | ${l}`).join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two apps. Same body; only how modules are loaded differs.
+
+const APP_BODY = String.raw`
+class CollectingReader extends MetricReader {
+  async onShutdown() {}
+  async onForceFlush() {}
+}
+
+const METRIC = 'messaging.client.consumed.messages';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function poll(fn, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (value || Date.now() > deadline) return value;
+    await sleep(100);
+  }
+}
+
+const failures = [];
+const info = {};
+
+async function main() {
+  const spans = new InMemorySpanExporter();
+  const reader = new CollectingReader();
+  const sdk = new NodeSDK({
+    instrumentations: [new BullMQInstrumentation()],
+    traceExporter: spans,
+    metricReaders: [reader],
+  });
+  sdk.start();
+
+  // bullmq is loaded only now, after the SDK (and so the instrumentation) is on.
+  const { Queue, Worker } = await loadBullmq();
+  info.queueOtel = resolveFrom('queue-otel');
+  info.bullmq = resolveFrom('bullmq');
+
+  const url = new URL(process.env.REDIS_URL || 'redis://127.0.0.1:6379');
+  const connection = { host: url.hostname, port: Number(url.port || 6379), maxRetriesPerRequest: null };
+  const name = 'qo-compat-' + randomUUID().slice(0, 8);
+  info.queue = name;
+  const queue = new Queue(name, { connection });
+  let worker;
+  try {
+    const done = new Promise((resolve, reject) => {
+      worker = new Worker(name, async () => 42, { connection });
+      worker.on('completed', (job, result) => resolve(result));
+      worker.on('failed', (job, err) => reject(err));
+      worker.on('error', reject);
+    });
+    done.catch(() => {}); // handled where awaited; keeps an early worker error from crashing the app
+    queue.on('error', (error) => failures.push('queue error: ' + String(error)));
+    const job = await queue.add('compat', { hello: 'world' });
+    const result = await withTimeout(done, 20000, 'the job to complete');
+    const stored = await queue.getJob(job.id);
+    info.returnvalue = stored && stored.returnvalue;
+    if (result !== 42) failures.push('completed event result is ' + JSON.stringify(result) + ', expected 42');
+    if (!stored || stored.returnvalue !== 42) failures.push('stored returnvalue is ' + JSON.stringify(stored && stored.returnvalue) + ', expected 42');
+
+    // Spans: NodeSDK puts traceExporter behind a BatchSpanProcessor and has no forceFlush of its
+    // own, so flush the registered tracer provider (the global proxy's delegate).
+    const provider = trace.getTracerProvider();
+    const sdkProvider = typeof provider.getDelegate === 'function' ? provider.getDelegate() : provider;
+    const findSpans = async () => {
+      await sdkProvider.forceFlush();
+      const all = spans.getFinishedSpans();
+      const consumer = all.find((s) => s.name === 'process ' + name && s.kind === SpanKind.CONSUMER);
+      const producer = all.find((s) => s.name === 'send ' + name && s.kind === SpanKind.PRODUCER);
+      return consumer && producer ? { all, consumer, producer } : undefined;
+    };
+    const found = await poll(findSpans, 5000);
+    const all = spans.getFinishedSpans();
+    info.spans = all.map((s) => s.name + ' [' + SpanKind[s.kind] + ']');
+    if (!found) {
+      if (!all.some((s) => s.name === 'process ' + name && s.kind === SpanKind.CONSUMER)) failures.push('no CONSUMER span "process ' + name + '"');
+      if (!all.some((s) => s.name === 'send ' + name && s.kind === SpanKind.PRODUCER)) failures.push('no PRODUCER span "send ' + name + '"');
+    }
+
+    const findPoint = async () => {
+      const { resourceMetrics, errors } = await reader.collect();
+      if (errors.length > 0) throw errors[0];
+      const metrics = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+      info.metrics = [...new Set(metrics.map((m) => m.descriptor.name))];
+      const metric = metrics.find((m) => m.descriptor.name === METRIC);
+      info.consumedPoints = metric ? metric.dataPoints.map((p) => ({ value: p.value, attributes: p.attributes })) : [];
+      return metric && metric.dataPoints.find((p) => p.value === 1 && p.attributes['queue.job.outcome'] === 'completed');
+    };
+    if (!(await poll(findPoint, 5000))) {
+      failures.push('no data point of ' + METRIC + ' with value 1 and queue.job.outcome=completed');
+    }
+  } catch (error) {
+    failures.push('error: ' + (error && error.stack ? error.stack : String(error)));
+  } finally {
+    try {
+      if (worker) await worker.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    } catch (error) {
+      failures.push('cleanup: ' + String(error));
+    }
+    await sdk.shutdown().catch((error) => failures.push('sdk.shutdown: ' + String(error)));
+  }
+  console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: failures.length === 0, failures: [...new Set(failures)], info }));
+  process.exitCode = failures.length === 0 ? 0 : 1;
+}
+
+// Whatever happens, do not hang the runner.
+setTimeout(() => {
+  failures.push('app did not finish within 60 s (is Redis up?)');
+  console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: false, failures: [...new Set(failures)], info }));
+  process.exit(1);
+}, 60000).unref();
+
+main().catch((error) => {
+  failures.push('error: ' + (error && error.stack));
+  console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: false, failures, info }));
+  process.exit(1);
+});
+`;
+
+function cjsApp(tracePackage) {
+  return `'use strict';
+// CommonJS app: the SDK starts first, then bullmq is require()d (require-in-the-middle patches it).
+const { randomUUID } = require('node:crypto');
+const { SpanKind, trace } = require('@opentelemetry/api');
+const { NodeSDK } = require('@opentelemetry/sdk-node');
+const { InMemorySpanExporter } = require(${JSON.stringify(tracePackage)});
+const { MetricReader } = require('@opentelemetry/sdk-metrics');
+const { BullMQInstrumentation } = require('queue-otel');
+
+const loadBullmq = async () => require('bullmq');
+const resolveFrom = (id) => require.resolve(id);
+${APP_BODY}`;
+}
+
+function esmApp(tracePackage) {
+  return `// ESM app: the SDK starts first, then bullmq is import()ed. Run with
+//   node --experimental-loader=@opentelemetry/instrumentation/hook.mjs app.mjs
+// (the documented ESM hook of @opentelemetry/instrumentation, import-in-the-middle underneath).
+import { randomUUID } from 'node:crypto';
+import { SpanKind, trace } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { InMemorySpanExporter } from ${JSON.stringify(tracePackage)};
+import { MetricReader } from '@opentelemetry/sdk-metrics';
+import { BullMQInstrumentation } from 'queue-otel';
+
+const loadBullmq = () => import('bullmq');
+const resolveFrom = (id) => fileURLToPathSafe(import.meta.resolve(id));
+function fileURLToPathSafe(url) {
+  return url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
+}
+${APP_BODY}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function parseResult(output) {
+  const line = output.split('\n').reverse().find((l) => l.startsWith('QO_COMPAT_RESULT '));
+  if (!line) return undefined;
+  try {
+    return JSON.parse(line.slice('QO_COMPAT_RESULT '.length));
+  } catch {
+    return undefined;
+  }
+}
+
+const PEER_PROBLEM = /ERESOLVE|peer dep|conflicting peer|could not resolve dependency|unmet peer|invalid peer/i;
+
+function main() {
+  const started = Date.now();
+  const results = [];
+  const record = (label, ok, detail) => {
+    results.push(ok);
+    console.log(`compat: ${label} ${ok ? 'ok' : 'FAIL'}${detail ? ` (${detail})` : ''}`);
+  };
+
+  if (!existsSync(join(ROOT, 'dist/cjs/index.js')) || !existsSync(join(ROOT, 'dist/esm/index.js'))) {
+    console.log('compat: dist/ missing, running npm run build');
+    const b = run('npm', ['run', 'build']);
+    if (!b.ok) {
+      console.log(`compat: build failed (${describeExit(b)})\n${indent(b.output)}`);
+      console.log(`0 passed, ${SCENARIOS.length * MODULE_SYSTEMS.length} failed`);
+      process.exit(1);
+    }
+  }
+
+  const tmp = mkdtempSync(join(tmpdir(), 'queue-otel-compat-'));
+  console.log(`compat: working in ${tmp}`);
+  try {
+    const pack = run('npm', ['pack', '--pack-destination', tmp, '--json']);
+    const tarballs = readdirSync(tmp).filter((f) => f.endsWith('.tgz'));
+    if (!pack.ok || tarballs.length !== 1) {
+      console.log(`compat: npm pack failed (${describeExit(pack)}, tarballs: ${tarballs.join(', ') || 'none'})\n${indent(pack.output)}`);
+      console.log(`0 passed, ${SCENARIOS.length * MODULE_SYSTEMS.length} failed`);
+      process.exitCode = 1;
+      return;
+    }
+    const tarball = join(tmp, tarballs[0]);
+    console.log(`compat: packed ${tarballs[0]} in ${pack.seconds}s`);
+
+    for (const scenario of SCENARIOS) {
+      const dir = join(tmp, scenario.name);
+      mkdirSync(dir);
+      writeFileSync(
+        join(dir, 'package.json'),
+        JSON.stringify({ name: `qo-compat-${scenario.name.replace(/\W/g, '-')}`, version: '0.0.0', private: true }, null, 2) + '\n',
+      );
+      writeFileSync(join(dir, 'app.cjs'), cjsApp(scenario.tracePackage));
+      writeFileSync(join(dir, 'app.mjs'), esmApp(scenario.tracePackage));
+
+      const install = run('npm', ['install', '--no-audit', '--no-fund', ...scenario.deps, tarball], { cwd: dir });
+      const peerLines = install.output.split('\n').filter((l) => PEER_PROBLEM.test(l));
+      let installProblem;
+      if (!install.ok) installProblem = `npm install failed: ${describeExit(install)}`;
+      else if (peerLines.length > 0) installProblem = 'npm install reported peer dependency problems';
+      let ls;
+      if (!installProblem) {
+        ls = run('npm', ['ls', '--all'], { cwd: dir });
+        if (!ls.ok) installProblem = `npm ls --all failed: ${describeExit(ls)}`;
+      }
+      const versions = ['@opentelemetry/api', '@opentelemetry/sdk-node', '@opentelemetry/instrumentation', 'bullmq', 'queue-otel']
+        .map((p) => `${p}@${installedVersion(dir, p)}`)
+        .join(' ');
+      // queue-otel's own copy of @opentelemetry/instrumentation, when npm could not share the app's.
+      const nested = installedVersion(join(dir, 'node_modules', 'queue-otel'), '@opentelemetry/instrumentation');
+      const versionsLine = nested === '?' ? versions : `${versions} (queue-otel's own @opentelemetry/instrumentation@${nested})`;
+      console.log(`compat: ${scenario.name} installed in ${install.seconds}s: ${versionsLine}`);
+      if (installProblem) {
+        const detail = peerLines.length > 0 ? peerLines.join('\n') : (ls && !ls.ok ? ls.output : install.output);
+        console.log(`compat: ${scenario.name} install problem: ${installProblem}\n${indent(detail)}`);
+        for (const ms of MODULE_SYSTEMS) record(`${scenario.name} ${ms.name}`, false, installProblem);
+        continue;
+      }
+
+      for (const ms of MODULE_SYSTEMS) {
+        const label = `${scenario.name} ${ms.name}`;
+        const app = run(process.execPath, [...ms.nodeArgs, ms.file], {
+          cwd: dir,
+          timeout: APP_TIMEOUT_MS,
+          // No OTLP endpoint here: keep NodeSDK from setting up env-configured log/metric exporters.
+          env: childEnv({ OTEL_LOGS_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' }),
+        });
+        const result = parseResult(app.stdout);
+        const ok = app.ok && result?.ok === true;
+        if (ok) {
+          record(label, true, `${app.seconds}s, bullmq ${shortPath(result.info?.bullmq)}, queue-otel ${shortPath(result.info?.queueOtel)}`);
+        } else {
+          const why = result?.failures?.length ? result.failures.join('; ') : `no result line, ${describeExit(app)}`;
+          record(label, false, why.split('\n')[0]);
+          console.log(`    command: (cd ${dir} && node ${[...ms.nodeArgs, ms.file].join(' ')}) -> ${describeExit(app)} in ${app.seconds}s`);
+          if (result?.info) console.log(`    info: ${JSON.stringify(result.info)}`);
+          if (result?.failures?.length) console.log(indent(result.failures.join('\n')));
+          console.log(`    output:\n${indent(app.output)}`);
+        }
+      }
+    }
+  } finally {
+    if (process.env.QO_COMPAT_KEEP === '1') console.log(`compat: kept ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const passed = results.filter(Boolean).length;
+  const failed = results.length - passed;
+  console.log(`compat: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  if (failed > 0 || results.length === 0) process.exitCode = 1;
+}
+
+/** The version of `name` installed at the top of `dir`'s node_modules (package.json read directly:
+ * exports maps may hide it from require). */
+function installedVersion(dir, name) {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+}
+
+/** `.../node_modules/bullmq/dist/esm/index.js` -> `bullmq/dist/esm/index.js`. */
+function shortPath(p) {
+  if (typeof p !== 'string') return '?';
+  const i = p.lastIndexOf('node_modules/');
+  return i >= 0 ? p.slice(i + 'node_modules/'.length) : p;
+}
+
+main();

@@ -1,0 +1,222 @@
+// Producer side and propagation through Redis: send spans, links (or parents), bulk adds, flows,
+// uninstrumented producers, and BullMQ's own telemetry on either side.
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { BullMQOtel } from 'bullmq-otel';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { histogram, type Otel, setupOtel, total } from './helpers/otel.js';
+import { connection, queueName, until } from './helpers/redis.js';
+
+let otel: Otel;
+const closers: Array<() => Promise<unknown>> = [];
+
+beforeAll(() => {
+  otel = setupOtel();
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => {});
+  await otel.shutdown();
+});
+
+function track<T extends { close(): Promise<unknown> }>(thing: T, obliterate?: { obliterate(o: object): Promise<unknown> }): T {
+  closers.push(async () => {
+    await thing.close();
+  });
+  if (obliterate) closers.unshift(() => obliterate.obliterate({ force: true }));
+  return thing;
+}
+
+const finished = () => otel.spans.getFinishedSpans();
+const named = (name: string) => finished().filter((s) => s.name === name);
+
+describe('Queue.add', () => {
+  it('makes a PRODUCER span, carries its context through Redis, and the process span links to it', async () => {
+    const name = queueName('add');
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    track(queue, queue);
+    const userOpts = { attempts: 1 };
+    const job = await queue.add('email', { to: 'x' }, userOpts);
+    expect(userOpts).toEqual({ attempts: 1 }); // the caller's options are not changed
+
+    const [send] = named(`send ${name}`);
+    expect(send?.kind).toBe(SpanKind.PRODUCER);
+    expect(send?.attributes).toMatchObject({
+      'messaging.system': 'bullmq',
+      'messaging.destination.name': name,
+      'messaging.operation.name': 'send',
+      'messaging.operation.type': 'send',
+      'queue.job.name': 'email',
+      'messaging.message.id': job.id,
+    });
+
+    let done = false;
+    const worker = track(new otel.bullmq.Worker(name, async () => 'sent', { connection: connection() }));
+    worker.on('completed', () => (done = true));
+    await until(() => done && named(`process ${name}`).length === 1, 10_000, 'processing');
+    const [process] = named(`process ${name}`);
+    expect(process!.links.map((l) => l.context.spanId)).toEqual([send!.spanContext().spanId]);
+    expect(process!.spanContext().traceId).not.toBe(send!.spanContext().traceId);
+    expect(process!.parentSpanContext).toBeUndefined();
+
+    const m = await otel.collect();
+    const attrs = { 'messaging.destination.name': name, 'queue.job.name': 'email', 'messaging.operation.name': 'send' };
+    expect(total(m.get('messaging.client.sent.messages'), attrs)).toBe(1);
+    expect(m.get('messaging.client.sent.messages')?.descriptor.unit).toBe('{message}');
+    const op = histogram(m.get('messaging.client.operation.duration'), { 'messaging.destination.name': name, 'messaging.operation.name': 'send' });
+    expect(op.count).toBe(1);
+    expect(op.sum).toBeGreaterThan(0);
+    expect(op.sum).toBeLessThan(5);
+  });
+
+  it('records a failed add with ERROR status and error.type, and rethrows the same error', async () => {
+    const name = queueName('add-fail');
+    const queue = track(new otel.bullmq.Queue(name, { connection: connection() }));
+    const error = await queue.add('bad', {}, { jobId: '0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    const [send] = named(`send ${name}`);
+    expect(send?.status.code).toBe(SpanStatusCode.ERROR);
+    expect(send?.attributes['error.type']).toBe('Error');
+    const m = await otel.collect();
+    expect(histogram(m.get('messaging.client.operation.duration'), { 'messaging.destination.name': name, 'error.type': 'Error' }).count).toBe(1);
+    expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name })).toBe(0);
+  });
+});
+
+describe('useProducerSpanAsParent', () => {
+  it('makes the send span the parent of the process span', async () => {
+    otel.instrumentation.setConfig({ useProducerSpanAsParent: true });
+    try {
+      const name = queueName('parent');
+      const queue = new otel.bullmq.Queue(name, { connection: connection() });
+      track(queue, queue);
+      await queue.add('child', {});
+      track(new otel.bullmq.Worker(name, async () => {}, { connection: connection() }));
+      await until(() => named(`process ${name}`).length === 1, 10_000, 'processing');
+      const [send] = named(`send ${name}`);
+      const [process] = named(`process ${name}`);
+      expect(process!.parentSpanContext?.spanId).toBe(send!.spanContext().spanId);
+      expect(process!.spanContext().traceId).toBe(send!.spanContext().traceId);
+    } finally {
+      otel.instrumentation.setConfig({});
+    }
+  });
+});
+
+describe('Queue.addBulk and FlowProducer', () => {
+  it('addBulk: one send span for the batch, every job linked to it, counts by job name', async () => {
+    const name = queueName('bulk');
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    track(queue, queue);
+    const jobs = [
+      { name: 'a', data: 1 },
+      { name: 'a', data: 2 },
+      { name: 'b', data: 3, opts: { priority: 2 } },
+    ];
+    await queue.addBulk(jobs);
+    expect(jobs[2]).toEqual({ name: 'b', data: 3, opts: { priority: 2 } });
+    const [send] = named(`send ${name}`);
+    expect(send?.attributes['messaging.batch.message_count']).toBe(3);
+    track(new otel.bullmq.Worker(name, async () => {}, { connection: connection() }));
+    await until(() => named(`process ${name}`).length === 3, 10_000, 'processing');
+    for (const p of named(`process ${name}`)) expect(p.links[0]?.context.spanId).toBe(send!.spanContext().spanId);
+    const m = await otel.collect();
+    expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name, 'queue.job.name': 'a' })).toBe(2);
+    expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name, 'queue.job.name': 'b' })).toBe(1);
+  });
+
+  it('FlowProducer.add: one send span; children and parent across queues link to it; the parent reports no wait for its children', async () => {
+    const parentQueue = queueName('flow-parent');
+    const childQueue = queueName('flow-child');
+    const flow = track(new otel.bullmq.FlowProducer({ connection: connection() }));
+    const pq = new otel.bullmq.Queue(parentQueue, { connection: connection() });
+    const cq = new otel.bullmq.Queue(childQueue, { connection: connection() });
+    track(pq, pq);
+    track(cq, cq);
+    await flow.add({
+      name: 'assemble',
+      queueName: parentQueue,
+      children: [
+        { name: 'part', queueName: childQueue, data: 1 },
+        { name: 'part', queueName: childQueue, data: 2 },
+      ],
+    });
+    const [send] = named(`send ${parentQueue}`);
+    expect(send?.kind).toBe(SpanKind.PRODUCER);
+    track(new otel.bullmq.Worker(childQueue, async () => new Promise((r) => setTimeout(r, 300)), { connection: connection() }));
+    track(new otel.bullmq.Worker(parentQueue, async () => 'assembled', { connection: connection() }));
+    await until(() => named(`process ${parentQueue}`).length === 1 && named(`process ${childQueue}`).length === 2, 10_000, 'flow');
+    for (const p of [...named(`process ${parentQueue}`), ...named(`process ${childQueue}`)]) {
+      expect(p.links[0]?.context.spanId).toBe(send!.spanContext().spanId);
+    }
+    expect(named(`process ${parentQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeUndefined();
+    expect(named(`process ${childQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeGreaterThanOrEqual(0);
+    const m = await otel.collect();
+    expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': childQueue, 'queue.job.name': 'part' })).toBe(2);
+    expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': parentQueue, 'queue.job.name': 'assemble' })).toBe(1);
+    expect(histogram(m.get('queue.job.wait.duration'), { 'messaging.destination.name': parentQueue }).count).toBe(0);
+  });
+});
+
+describe('producers without queue-otel, and BullMQ native telemetry', () => {
+  it('a job added by an uninstrumented producer is processed normally, with a process span and no link', async () => {
+    const name = queueName('plain-producer');
+    otel.instrumentation.disable();
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    track(queue, queue);
+    await queue.add('legacy', {});
+    otel.instrumentation.enable();
+    let result: unknown;
+    const worker = track(new otel.bullmq.Worker(name, async () => 7, { connection: connection() }));
+    worker.on('completed', (_j, r) => (result = r));
+    await until(() => result !== undefined, 10_000, 'processing');
+    expect(result).toBe(7);
+    expect(named(`send ${name}`)).toHaveLength(0);
+    const [process] = named(`process ${name}`);
+    expect(process?.links).toEqual([]);
+  });
+
+  it('links to the context a producer with BullMQ native telemetry stored in the job', async () => {
+    const name = queueName('native-producer');
+    // Native telemetry uses the global tracer provider; give it ours for this test.
+    const { trace } = await import('@opentelemetry/api');
+    trace.setGlobalTracerProvider(otel.tracerProvider);
+    try {
+      const telemetry = new BullMQOtel({ tracerName: 'native', version: '1' } as never);
+      const queue = new otel.bullmq.Queue(name, { connection: connection(), telemetry });
+      track(queue, queue);
+      await queue.add('native', {});
+      const nativeSend = finished().find((s) => s.kind === SpanKind.PRODUCER && s.name.includes(name));
+      expect(nativeSend, 'BullMQ made its own producer span').toBeDefined();
+      expect(named(`send ${name}`), 'queue-otel made no second producer span').toHaveLength(0);
+      track(new otel.bullmq.Worker(name, async () => {}, { connection: connection() }));
+      await until(() => named(`process ${name}`).length === 1, 10_000, 'processing');
+      expect(named(`process ${name}`)[0]!.links[0]?.context.spanId).toBe(nativeSend!.spanContext().spanId);
+    } finally {
+      trace.disable();
+    }
+  });
+
+  it('a worker with BullMQ native telemetry gets exactly one process span per attempt, marked ERROR when it fails, and all metrics', async () => {
+    const name = queueName('native-worker');
+    const { trace } = await import('@opentelemetry/api');
+    trace.setGlobalTracerProvider(otel.tracerProvider);
+    try {
+      const telemetry = new BullMQOtel({ tracerName: 'native', version: '1' } as never);
+      const queue = new otel.bullmq.Queue(name, { connection: connection() });
+      track(queue, queue);
+      let failed = 0;
+      const worker = track(new otel.bullmq.Worker(name, async () => { throw new RangeError('nope'); }, { connection: connection(), telemetry }));
+      worker.on('failed', () => failed++);
+      await queue.add('risky', {});
+      await until(() => failed === 1, 10_000, 'failure');
+      await until(() => finished().some((s) => s.kind === SpanKind.CONSUMER && s.name.includes(name)), 5_000, 'span');
+      const consumerSpans = finished().filter((s) => s.kind === SpanKind.CONSUMER && s.name.includes(name));
+      expect(consumerSpans).toHaveLength(1);
+      expect(consumerSpans[0]!.status.code).toBe(SpanStatusCode.ERROR);
+      expect(consumerSpans[0]!.attributes['error.type']).toBe('RangeError');
+      const m = await otel.collect();
+      expect(total(m.get('messaging.client.consumed.messages'), { 'messaging.destination.name': name, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' })).toBe(1);
+    } finally {
+      trace.disable();
+    }
+  });
+});

@@ -1,0 +1,219 @@
+// Queue state: depth by state, oldest ages, one read per interval, one reader per cluster, and
+// Redis going away and coming back, against real Redis servers.
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Otel, points, setupOtel, total } from './helpers/otel.js';
+import { connection, queueName, sleep, until } from './helpers/redis.js';
+
+const INTERVAL = 300;
+// 'paused' is a count BullMQ keeps, though bullmq 6's JobType no longer lists it.
+const ALL_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'paused', 'failed', 'completed'] as never[];
+let otel: Otel;
+const closers: Array<() => Promise<unknown>> = [];
+beforeAll(() => {
+  otel = setupOtel({ queueStateInterval: INTERVAL, queueStateTimeout: 500 });
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => {});
+  await otel.shutdown();
+});
+
+async function stateOf(name: string) {
+  const m = await otel.collect();
+  const counts = Object.fromEntries(
+    points(m.get('queue.jobs.count'), { 'messaging.destination.name': name }).map((p) => [p.attributes['queue.job.state'], p.value]),
+  );
+  return {
+    counts,
+    oldest: points(m.get('queue.oldest.age'), { 'messaging.destination.name': name })[0]?.value,
+    failedOldest: points(m.get('queue.failed.oldest.age'), { 'messaging.destination.name': name })[0]?.value,
+    metrics: m,
+  };
+}
+
+describe('depth by state', () => {
+  it('reports exactly what BullMQ counts, for every state, and the oldest ages', async () => {
+    const name = queueName('state');
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    closers.push(async () => {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    });
+    let release!: () => void;
+    const worker = new otel.bullmq.Worker(
+      name,
+      async (job) => {
+        if (job.name === 'fail') throw new Error('dead letter');
+        if (job.name === 'hold') await new Promise<void>((r) => (release = r));
+      },
+      { connection: connection(), autorun: false },
+    );
+    closers.push(() => worker.close());
+    await queue.add('fail', {});
+    await queue.add('done', {});
+    void worker.run();
+    await until(async () => (await queue.getJobCounts('failed', 'completed')).failed === 1 && (await queue.getJobCounts('completed')).completed === 1, 10_000, 'failed and completed');
+    await queue.add('hold', {});
+    await until(async () => (await queue.getJobCounts('active')).active === 1, 10_000, 'active job');
+    await worker.pause(true); // the held job stays active; no new job starts
+    const failedAt = Date.now();
+    await queue.add('wait-1', {});
+    await queue.add('wait-2', {});
+    await queue.add('later', {}, { delay: 60_000 });
+    await queue.add('urgent', {}, { priority: 1 });
+    await sleep(1_000);
+
+    await until(async () => (await stateOf(name)).counts.waiting === 2, 5_000, 'state read');
+    const { counts, oldest, failedOldest } = await stateOf(name);
+    const truth = await queue.getJobCounts(...ALL_STATES);
+    expect(counts).toEqual(truth);
+    expect(counts).toMatchObject({ waiting: 2, active: 1, delayed: 1, prioritized: 1, failed: 1, completed: 1 });
+    // The oldest ready job was added about 1 s before this read (the interval adds up to 0.3 s).
+    expect(oldest).toBeGreaterThan(0.8);
+    expect(oldest).toBeLessThan(2.5);
+    expect(failedOldest).toBeGreaterThanOrEqual((Date.now() - failedAt) / 1000 - 0.5);
+    expect((await stateOf(name)).metrics.get('queue.jobs.count')?.descriptor.unit).toBe('{job}');
+
+    await queue.pause();
+    await sleep(INTERVAL * 2);
+    const paused = (await stateOf(name)).counts;
+    expect(paused).toEqual(await queue.getJobCounts(...ALL_STATES));
+    release();
+  });
+
+  it('reports how long the longest-running job of each job name has run, from this process', async () => {
+    const name = queueName('running');
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    let release!: () => void;
+    const worker = new otel.bullmq.Worker(name, () => new Promise<void>((r) => (release = r)), { connection: connection() });
+    closers.push(async () => {
+      await worker.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    });
+    await queue.add('stuck', {});
+    const attrs = { 'messaging.destination.name': name, 'queue.job.name': 'stuck' };
+    await until(async () => total((await otel.collect()).get('queue.job.active'), attrs) === 1, 10_000, 'start');
+    await sleep(800);
+    const running = total((await otel.collect()).get('queue.job.running.oldest'), attrs);
+    expect(running).toBeGreaterThan(0.7);
+    expect(running).toBeLessThan(3);
+    release();
+    await until(async () => total((await otel.collect()).get('queue.job.running.oldest'), attrs) === 0, 10_000, 'back to 0');
+  });
+});
+
+describe('reads', () => {
+  it('many collections within one interval cause one read', async () => {
+    const name = queueName('debounce');
+    const monitorClient = new Redis(connection());
+    const monitor = await monitorClient.monitor();
+    let reads = 0;
+    monitor.on('monitor', (_t: string, args: string[]) => {
+      // One read is one EVAL whose script GETs the lease once (MONITOR shows the commands a
+      // script runs; the EVAL line itself, with a multi-line script, is not parsed reliably).
+      if (String(args[0]).toLowerCase() === 'get' && String(args[1]).endsWith(`${name}:queue-otel:state-lease`)) reads++;
+    });
+    otel.instrumentation.setConfig({ queueStateInterval: 5_000 });
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    try {
+      await queue.add('x', {});
+      for (let i = 0; i < 20; i++) {
+        await otel.collect();
+        await sleep(50);
+      }
+      expect(reads).toBe(1);
+      // Collections in between report the values of that one read (taken as the queue was first
+      // seen, before the add), not a fresh count.
+      expect((await stateOf(name)).counts.waiting).toBe(0);
+    } finally {
+      otel.instrumentation.setConfig({ queueStateInterval: INTERVAL, queueStateTimeout: 500 });
+      monitor.disconnect();
+      monitorClient.disconnect();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+
+  it('one process of the cluster reports a queue; another takes over within about two intervals when it dies', async () => {
+    const name = queueName('leader');
+    const fixture = fileURLToPath(new URL('./fixtures/state-reporter.mjs', import.meta.url));
+    const other: ChildProcess = fork(fixture, [name, String(INTERVAL)], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    const lines: Array<{ reporting: boolean }> = [];
+    other.stdout!.on('data', (d: Buffer) => d.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l))));
+    closers.push(async () => other.kill('SIGKILL'));
+    await until(() => lines.some((l) => l.reporting), 15_000, 'the other process reporting');
+
+    const queue = new otel.bullmq.Queue(name, { connection: connection() });
+    closers.push(async () => {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    });
+    await queue.add('y', {});
+    for (let i = 0; i < 5; i++) {
+      expect((await stateOf(name)).counts.waiting, 'not the leader: reports nothing').toBeUndefined();
+      await sleep(INTERVAL);
+    }
+    other.kill('SIGKILL');
+    const killedAt = Date.now();
+    await until(async () => (await stateOf(name)).counts.waiting === 2, 10_000, 'takeover');
+    // Lease: two intervals plus the read timeout; then the next read.
+    expect(Date.now() - killedAt).toBeLessThan(2 * INTERVAL + 500 + 2 * INTERVAL + 1_000);
+  });
+});
+
+describe('Redis slow or gone', () => {
+  let port = 0;
+  let server: ReturnType<typeof spawn> | undefined;
+  const startRedis = async () => {
+    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+    await until(async () => probe.connect().then(() => true, () => false), 10_000, 'redis up');
+    probe.disconnect();
+  };
+
+  it('collection returns at once with the job metrics; state is left out while Redis is gone and comes back after', async (ctx) => {
+    if (spawnSync('redis-server', ['--version']).status !== 0) return ctx.skip();
+    port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    await startRedis();
+    closers.push(async () => server?.kill('SIGKILL'));
+    const name = queueName('gone');
+    const conn = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
+    const queue = new otel.bullmq.Queue(name, { connection: conn });
+    let done = 0;
+    const worker = new otel.bullmq.Worker(name, async () => 'ok', { connection: conn });
+    worker.on('completed', () => done++);
+    worker.on('error', () => {});
+    queue.on('error', () => {});
+    closers.push(async () => {
+      await worker.close(true).catch(() => {});
+      await queue.close().catch(() => {});
+    });
+    await queue.add('a', {});
+    await until(() => done === 1, 10_000, 'a job');
+    await until(async () => (await stateOf(name)).counts.completed === 1, 5_000, 'state');
+
+    server!.kill('SIGKILL');
+    await sleep(INTERVAL * 2);
+    const started = performance.now();
+    for (let i = 0; i < 5; i++) {
+      const s = await stateOf(name);
+      expect(total(s.metrics.get('messaging.client.consumed.messages'), { 'messaging.destination.name': name })).toBe(1);
+      await sleep(INTERVAL);
+    }
+    // Five collections while the read times out: none waited for Redis.
+    expect(performance.now() - started).toBeLessThan(5 * INTERVAL + 1_000);
+    await until(async () => (await stateOf(name)).counts.completed === undefined, 5_000, 'state left out');
+
+    await startRedis(); // a new, empty server on the same port
+    await until(async () => (await stateOf(name)).counts.completed === 0, 15_000, 'state back');
+  });
+});

@@ -1,0 +1,89 @@
+// NodeSDK integration as a user writes it, and the cost rule: no extra Redis command per job.
+import { createRequire } from 'node:module';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BullMQInstrumentation } from '../src/index.js';
+import { type BullMQ, TestReader, total } from './helpers/otel.js';
+import { connection, queueName, until } from './helpers/redis.js';
+
+const require = createRequire(import.meta.url);
+const spans = new InMemorySpanExporter();
+const reader = new TestReader();
+// Queue state is read once per interval per queue, not per job (test/queue-state.test.ts counts
+// those reads); it is off here so that only per-job commands are compared.
+const instrumentation = new BullMQInstrumentation({ queueState: false });
+// SDK 3.x (sdk-node 0.30x) takes spanProcessors and metricReaders.
+const sdk = new NodeSDK({ instrumentations: [instrumentation], spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], metricReaders: [reader] });
+sdk.start();
+const bullmq = require('bullmq') as BullMQ;
+afterAll(async () => {
+  await sdk.shutdown();
+});
+
+describe('NodeSDK', () => {
+  it('instruments bullmq loaded after sdk.start(), with no other code', async () => {
+    const name = queueName('sdk');
+    const queue = new bullmq.Queue(name, { connection: connection() });
+    let result: unknown;
+    const worker = new bullmq.Worker(name, async () => 'done', { connection: connection() });
+    worker.on('completed', (_j, r) => (result = r));
+    await queue.add('nightly', {});
+    await until(() => result !== undefined, 10_000, 'job');
+    await worker.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await until(() => spans.getFinishedSpans().some((s) => s.name === `process ${name}`), 10_000, 'exported span');
+    expect(spans.getFinishedSpans().some((s) => s.name === `send ${name}`)).toBe(true);
+    const { resourceMetrics } = await reader.collect();
+    const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'messaging.client.consumed.messages');
+    expect(total(metric, { 'messaging.destination.name': name, 'queue.job.outcome': 'completed' })).toBe(1);
+    expect(resourceMetrics.scopeMetrics.find((s) => s.metrics.includes(metric!))?.scope.name).toBe('queue-otel/bullmq');
+  });
+});
+
+/** Redis commands (other than blocking waits) that touch keys under `prefix` while `run` runs. */
+async function commandsUnder(prefix: string, run: () => Promise<void>): Promise<Map<string, number>> {
+  const client = new Redis(connection());
+  const monitor = await client.monitor();
+  const counts = new Map<string, number>();
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (!args.some((a) => typeof a === 'string' && a.includes(prefix))) return;
+    const command = String(args[0]).toUpperCase();
+    if (command.startsWith('B')) return; // blocking waits depend on timing, not on jobs
+    counts.set(command, (counts.get(command) ?? 0) + 1);
+  });
+  try {
+    await run();
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    monitor.disconnect();
+    client.disconnect();
+  }
+  return counts;
+}
+
+async function process30(prefix: string): Promise<void> {
+  const name = queueName('cost');
+  const queue = new bullmq.Queue(name, { connection: connection(), prefix });
+  await queue.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'noop', data: { i } })));
+  let done = 0;
+  const worker = new bullmq.Worker(name, async () => {}, { connection: connection(), prefix, concurrency: 1 });
+  worker.on('completed', () => done++);
+  await until(() => done === 30, 20_000, '30 jobs');
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+}
+
+describe('cost', () => {
+  it('adds no Redis command: the same commands, the same number of times, with and without instrumentation', async () => {
+    instrumentation.disable();
+    const plain = await commandsUnder('qo-plain', () => process30('qo-plain'));
+    instrumentation.enable();
+    const instrumented = await commandsUnder('qo-instr', () => process30('qo-instr'));
+    expect([...plain.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(30);
+    expect(Object.fromEntries(instrumented)).toEqual(Object.fromEntries(plain));
+  });
+});

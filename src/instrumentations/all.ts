@@ -1,0 +1,17 @@
+import type { QueueInstrumentationConfig } from '../config.js';
+import type { QueueInstrumentationBase } from './base.js';
+import { BullMQInstrumentation } from './bullmq.js';
+
+/**
+ * Every queue-otel instrumentation, each with the same options: what `queue-otel/register` uses,
+ * and the one-liner for an SDK setup. A queue library that is not installed costs nothing: its
+ * instrumentation only patches the library when it is loaded.
+ *
+ * @example
+ * ```ts
+ * new NodeSDK({ instrumentations: [...getQueueInstrumentations()] }).start();
+ * ```
+ */
+export function getQueueInstrumentations(config?: QueueInstrumentationConfig): QueueInstrumentationBase[] {
+  return [new BullMQInstrumentation(config)];
+}

@@ -1,4 +1,6 @@
 export { BullMQInstrumentation } from './instrumentations/bullmq.js';
+export { BullInstrumentation } from './instrumentations/bull.js';
+export { BeeQueueInstrumentation } from './instrumentations/bee-queue.js';
 export { getQueueInstrumentations } from './instrumentations/all.js';
 export type { QueueInstrumentationBase } from './instrumentations/base.js';
 export type {

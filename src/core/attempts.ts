@@ -35,7 +35,8 @@ import type { QueueTelemetry } from './telemetry.js';
 /** What an adapter knows about a job attempt when it starts. */
 export interface AttemptFacts {
   queue: string;
-  jobName: string;
+  /** The job's name; undefined when the library has no job names (no `queue.job.name` then). */
+  jobName: string | undefined;
   /** Goes on the span only, never on a metric. */
   jobId: string | undefined;
   /** 1-based attempt number. */
@@ -46,6 +47,17 @@ export interface AttemptFacts {
   carrier: Record<string, string> | undefined;
   /** False when the library already makes a `process` span for this attempt (never make two). */
   traced: boolean;
+  /**
+   * The library's own `process` span for this attempt, when it makes one (`traced` false): queue-otel
+   * adds its attributes (job name, attempt, wait, outcome, CPU, memory) to it, and never ends it.
+   */
+  librarySpan?: Span | undefined;
+  /**
+   * True when the library itself records `messaging.process.duration` and
+   * `messaging.client.consumed.messages` for this attempt: queue-otel then leaves both to it, so
+   * no sum counts an attempt twice, and records everything else.
+   */
+  nativeMessagingMetrics?: boolean;
   /** The library's job object, for the user's processHook only. */
   job: unknown;
 }
@@ -64,6 +76,10 @@ export class Attempt implements LoopTenant {
   isolate: Isolate | undefined;
   /** The sandbox's cumulative CPU when the job was handed to it. */
   isolateCpuBase: number | undefined;
+  /** The library's own span for this attempt, annotated but never ended here. */
+  librarySpan: Span | undefined;
+  /** False when the library records the messaging process metrics itself. */
+  messagingMetrics = true;
 
   constructor(
     readonly series: JobSeries,
@@ -134,9 +150,9 @@ export class AttemptRecorder {
           [ATTR_MESSAGING_DESTINATION_NAME]: facts.queue,
           [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS,
           [ATTR_MESSAGING_OPERATION_TYPE]: OPERATION_PROCESS,
-          [ATTR_QUEUE_JOB_NAME]: facts.jobName,
           [ATTR_QUEUE_JOB_ATTEMPT]: facts.attempt,
         };
+        if (facts.jobName !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = facts.jobName;
         if (facts.jobId !== undefined) attributes[ATTR_MESSAGING_MESSAGE_ID] = facts.jobId;
         if (waitS !== undefined) attributes[ATTR_QUEUE_JOB_WAIT_DURATION] = waitS;
         // A worker loop started inside some span would otherwise parent every job to it forever:
@@ -159,8 +175,16 @@ export class AttemptRecorder {
         ctx = trace.setSpan(parent, span);
         if (t.config.processHook) this.runHook(span, facts);
       }
+      const library = facts.traced ? undefined : facts.librarySpan;
+      if (library !== undefined && library.isRecording()) {
+        if (facts.jobName !== undefined) library.setAttribute(ATTR_QUEUE_JOB_NAME, facts.jobName);
+        library.setAttribute(ATTR_QUEUE_JOB_ATTEMPT, facts.attempt);
+        if (waitS !== undefined) library.setAttribute(ATTR_QUEUE_JOB_WAIT_DURATION, waitS);
+      }
       series.started(now);
       const attempt = new Attempt(series, now, span, ctx);
+      attempt.librarySpan = library;
+      if (facts.nativeMessagingMetrics === true) attempt.messagingMetrics = false;
       series.runningAttempts.add(attempt);
       return attempt;
     } catch (error) {
@@ -216,10 +240,10 @@ export class AttemptRecorder {
     try {
       const type = end.error === undefined ? undefined : errorType(end.error);
       const attributes = series.outcomeAttributes(end.outcome, type);
-      series.endedAttempts.set(attributes, (series.endedAttempts.get(attributes) ?? 0) + 1);
+      if (attempt.messagingMetrics) series.endedAttempts.set(attributes, (series.endedAttempts.get(attributes) ?? 0) + 1);
       const metrics = t.metrics;
       if (metrics !== undefined) {
-        metrics.processDuration.record((now - attempt.startedAt) / 1000, attributes);
+        if (attempt.messagingMetrics) metrics.processDuration.record((now - attempt.startedAt) / 1000, attributes);
         if (end.attemptsMade !== undefined && end.outcome !== 'retried') {
           metrics.attempts.record(end.attemptsMade, series.outcomeAttributes(end.outcome, undefined));
         }
@@ -268,6 +292,12 @@ export class AttemptRecorder {
         if (measured && t.config.jobMemory) span.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
         if (type !== undefined) markFailed(span, end.error, type);
         span.end();
+      }
+      const library = attempt.librarySpan;
+      if (library !== undefined && library.isRecording()) {
+        library.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
+        if (measured && t.config.jobCpu) library.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
+        if (measured && t.config.jobMemory) library.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
       }
     } catch (error) {
       t.diag.error('could not record the end of a job attempt', error);

@@ -16,11 +16,19 @@ export type JobState = (typeof JOB_STATES)[number];
 
 /** One read of a queue's state, all in one round trip. */
 export interface QueueStateReading {
-  counts: Record<JobState, number>;
+  /** Jobs per state; a state the library does not have is left out (and not reported). */
+  counts: Partial<Record<JobState, number>>;
   /** Epoch ms at which the oldest job that is ready to run became ready. */
   oldestReadyAt: number | undefined;
   /** Epoch ms at which the oldest job in the failed set failed. */
   oldestFailedAt: number | undefined;
+  /**
+   * False when the library cannot tell the oldest ready job's age cheaply: `queue.oldest.age` is
+   * then not reported for the queue (rather than reported as 0). Default true.
+   */
+  hasOldest?: boolean;
+  /** The same for `queue.failed.oldest.age`. Default true. */
+  hasFailedOldest?: boolean;
 }
 
 /**
@@ -61,6 +69,14 @@ interface Entry {
 }
 
 const ZERO_COUNTS = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+
+/** Zeros for the states a reading had (a library's own set of states). */
+function zerosLike(reading: QueueStateReading | undefined): Partial<Record<JobState, number>> {
+  if (reading === undefined) return ZERO_COUNTS;
+  const zeros: Partial<Record<JobState, number>> = {};
+  for (const state of JOB_STATES) if (reading.counts[state] !== undefined) zeros[state] = 0;
+  return zeros;
+}
 
 /**
  * Queue depth by state and the oldest ages, read at most once per interval per queue however
@@ -112,29 +128,41 @@ export class QueueStats {
       if (!entry.leader) {
         // Another process reports this queue. If this one did before, zeros replace its last
         // values, which the SDK would otherwise keep exporting and sums would count twice.
-        if (entry.wasLeader) reports.push(this.report(entry, ZERO_COUNTS, undefined, undefined, now));
+        if (entry.wasLeader) reports.push(this.report(entry, zerosLike(entry.reading), undefined, undefined, now, entry.reading));
         continue;
       }
       const reading = entry.reading;
       // Redis slow or gone: leave the state out rather than report numbers that are not true now.
       if (reading === undefined || now - entry.readAt > 3 * intervalMs) continue;
-      reports.push(this.report(entry, reading.counts, reading.oldestReadyAt, reading.oldestFailedAt, now));
+      reports.push(this.report(entry, reading.counts, reading.oldestReadyAt, reading.oldestFailedAt, now, reading));
     }
     return reports;
   }
 
   private report(
     entry: Entry,
-    counts: Record<JobState, number>,
+    counts: Partial<Record<JobState, number>>,
     oldestReadyAt: number | undefined,
     oldestFailedAt: number | undefined,
     now: number,
+    shape: QueueStateReading | undefined,
   ): QueueStateReport {
+    const reported: Array<{ value: number; attributes: Attributes }> = [];
+    for (const state of JOB_STATES) {
+      const value = counts[state];
+      if (value !== undefined) reported.push({ value, attributes: entry.stateAttributes[state] });
+    }
     return {
       attributes: entry.attributes,
-      counts: JOB_STATES.map((state) => ({ value: counts[state], attributes: entry.stateAttributes[state] })),
-      oldestAgeS: oldestReadyAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestReadyAt) / 1000,
-      failedOldestAgeS: oldestFailedAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestFailedAt) / 1000,
+      counts: reported,
+      oldestAgeS:
+        shape?.hasOldest === false
+          ? undefined
+          : oldestReadyAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestReadyAt) / 1000,
+      failedOldestAgeS:
+        shape?.hasFailedOldest === false
+          ? undefined
+          : oldestFailedAt === undefined ? (entry.leader ? 0 : undefined) : Math.max(0, now - oldestFailedAt) / 1000,
     };
   }
 

@@ -27,7 +27,8 @@ import type { QueueTelemetry } from './telemetry.js';
 /** One job a producer operation adds. */
 export interface SentJob {
   queue: string;
-  jobName: string;
+  /** Undefined when the library has no job names. */
+  jobName: string | undefined;
 }
 
 /** What an adapter knows about a producer operation (add, addBulk, a flow) before it runs. */
@@ -38,6 +39,11 @@ export interface SendFacts {
   jobs: readonly SentJob[];
   /** False when the library already makes a producer span for this call. */
   traced: boolean;
+  /**
+   * True when the library itself records `messaging.client.sent.messages` and
+   * `messaging.client.operation.duration` for this call: queue-otel then records neither.
+   */
+  nativeMessagingMetrics?: boolean;
   /** For the user's sendHook only. */
   hookInfo: () => SendHookInfo;
 }
@@ -68,8 +74,9 @@ export class SendRecorder {
           [ATTR_MESSAGING_OPERATION_TYPE]: OPERATION_SEND,
         };
         const only = facts.jobs.length === 1 ? facts.jobs[0] : undefined;
-        if (only !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = only.jobName;
-        else attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = facts.jobs.length;
+        if (only !== undefined) {
+          if (only.jobName !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = only.jobName;
+        } else attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = facts.jobs.length;
         span = tracer.startSpan(`${OPERATION_SEND} ${facts.queue}`, { kind: SpanKind.PRODUCER, attributes });
         ctx = trace.setSpan(context.active(), span);
         carrier = {};
@@ -108,7 +115,7 @@ export class SendRecorder {
   private finish(facts: SendFacts, startedAt: number, span: Span | undefined, error: unknown, result: unknown): void {
     const t = this.telemetry;
     try {
-      const metrics = t.metrics;
+      const metrics = facts.nativeMessagingMetrics === true ? undefined : t.metrics;
       const failed = error !== undefined;
       const type = failed ? errorType(error) : undefined;
       if (metrics !== undefined) {

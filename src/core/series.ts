@@ -51,8 +51,9 @@ export class JobSeries {
   heldBytes = 0;
   private lastCpuS = 0;
 
-  constructor(base: Attributes, readonly jobName: string) {
-    this.attributes = { ...base, [ATTR_QUEUE_JOB_NAME]: jobName };
+  /** `jobName` undefined: the library has no job names (the series carries no `queue.job.name`). */
+  constructor(base: Attributes, readonly jobName: string | undefined) {
+    this.attributes = jobName === undefined ? { ...base } : { ...base, [ATTR_QUEUE_JOB_NAME]: jobName };
     this.sendAttributes = { ...this.attributes, [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_SEND };
     const processAttributes = { ...this.attributes, [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS };
     const forOutcome = (outcome: Outcome) => ({ ...processAttributes, [ATTR_QUEUE_JOB_OUTCOME]: outcome });

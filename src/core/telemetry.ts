@@ -177,7 +177,7 @@ export class QueueTelemetry {
       }
       for (const queue of this.tracker.allQueues()) {
         result.observe(live.concurrency, queue.concurrency(), queue.attributes);
-        for (const series of queue.series.values()) {
+        for (const series of queue.allSeries()) {
           if (!series.consumed) continue;
           result.observe(live.busyTime, series.busySeconds(now), series.attributes);
           result.observe(live.active, series.running, series.attributes);

@@ -11,10 +11,24 @@ export class QueueEntry {
   readonly attributes: Attributes;
   readonly series: CappedRegistry<JobSeries>;
   readonly workers = new Set<ConcurrencySource>();
+  /** Jobs of a library without job names: one series with no `queue.job.name`. */
+  private unnamedSeries: JobSeries | undefined;
 
   constructor(system: string, readonly name: string, maxJobNames: number) {
     this.attributes = { [ATTR_MESSAGING_SYSTEM]: system, [ATTR_MESSAGING_DESTINATION_NAME]: name };
     this.series = new CappedRegistry(maxJobNames, (jobName) => new JobSeries(this.attributes, jobName));
+  }
+
+  /** The series of a job name, or of the queue's unnamed jobs when `jobName` is undefined. */
+  seriesOf(jobName: string | undefined): JobSeries {
+    if (jobName !== undefined) return this.series.get(jobName);
+    return (this.unnamedSeries ??= new JobSeries(this.attributes, undefined));
+  }
+
+  /** Every series of the queue, named and unnamed. */
+  *allSeries(): IterableIterator<JobSeries> {
+    yield* this.series.values();
+    if (this.unnamedSeries !== undefined) yield this.unnamedSeries;
   }
 
   /** Sum of the concurrency limits of this process's workers on the queue (0 when none runs). */
@@ -50,8 +64,9 @@ export class Tracker {
     return entry;
   }
 
-  series(queue: string, jobName: string): JobSeries {
-    return this.queue(queue).series.get(jobName);
+  /** `jobName` undefined: a library without job names. */
+  series(queue: string, jobName: string | undefined): JobSeries {
+    return this.queue(queue).seriesOf(jobName);
   }
 
   /** Registers a worker's concurrency; returns the function that unregisters it. */

@@ -1,5 +1,7 @@
 import type { QueueInstrumentationConfig } from '../config.js';
 import type { QueueInstrumentationBase } from './base.js';
+import { BeeQueueInstrumentation } from './bee-queue.js';
+import { BullInstrumentation } from './bull.js';
 import { BullMQInstrumentation } from './bullmq.js';
 
 /**
@@ -13,5 +15,5 @@ import { BullMQInstrumentation } from './bullmq.js';
  * ```
  */
 export function getQueueInstrumentations(config?: QueueInstrumentationConfig): QueueInstrumentationBase[] {
-  return [new BullMQInstrumentation(config)];
+  return [new BullMQInstrumentation(config), new BullInstrumentation(config), new BeeQueueInstrumentation(config)];
 }

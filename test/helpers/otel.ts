@@ -21,7 +21,7 @@ export type BullMQ = typeof import('bullmq');
 const require = createRequire(import.meta.url);
 
 let contextReady = false;
-function globalContext(): void {
+export function globalContext(): void {
   if (contextReady) return;
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());

@@ -1,0 +1,40 @@
+import { InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
+import { type BullExports, bullPatches } from '../adapters/bull.js';
+import type { QueueInstrumentationConfig } from '../config.js';
+import { QueueInstrumentationBase } from './base.js';
+
+/** bull versions whose internals the adapter was written and tested against. */
+const SUPPORTED = ['>=4.0.0 <5'];
+
+/**
+ * OpenTelemetry instrumentation for Bull 4 (`messaging.system` = `bull`). Every `Queue` created
+ * after it is enabled gets `process` spans and job metrics for its processors, `send` spans for
+ * `add` and `addBulk`, and its state read once per cluster; nothing in the application changes.
+ *
+ * @example
+ * ```ts
+ * new NodeSDK({ instrumentations: [new BullInstrumentation()] }).start();
+ * ```
+ */
+export class BullInstrumentation extends QueueInstrumentationBase {
+  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  constructor(config?: QueueInstrumentationConfig) {
+    super('bull', config);
+  }
+
+  protected override init(): InstrumentationNodeModuleDefinition[] {
+    return [
+      new InstrumentationNodeModuleDefinition(
+        'bull',
+        SUPPORTED,
+        (exports: BullExports) => {
+          this.applyPatches(bullPatches(exports, this.telemetry));
+          return exports;
+        },
+        (exports: BullExports | undefined) => {
+          if (exports) this.removePatches(bullPatches(exports, this.telemetry));
+        },
+      ),
+    ];
+  }
+}

@@ -48,10 +48,11 @@ export interface AttemptFacts {
   /** False when the library already makes a `process` span for this attempt (never make two). */
   traced: boolean;
   /**
-   * The library's own `process` span for this attempt, when it makes one (`traced` false): queue-otel
-   * adds its attributes (job name, attempt, wait, outcome, CPU, memory) to it, and never ends it.
+   * The library makes its own `process` span for this attempt (`traced` false) and it is the active
+   * span when `start` is called: queue-otel adds its attributes to it (job name, attempt, wait,
+   * outcome, CPU, memory) and never ends it.
    */
-  librarySpan?: Span | undefined;
+  annotateActiveSpan?: boolean;
   /**
    * True when the library itself records `messaging.process.duration` and
    * `messaging.client.consumed.messages` for this attempt: queue-otel then leaves both to it, so
@@ -175,7 +176,7 @@ export class AttemptRecorder {
         ctx = trace.setSpan(parent, span);
         if (t.config.processHook) this.runHook(span, facts);
       }
-      const library = facts.traced ? undefined : facts.librarySpan;
+      const library = !facts.traced && facts.annotateActiveSpan === true ? trace.getActiveSpan() : undefined;
       if (library !== undefined && library.isRecording()) {
         if (facts.jobName !== undefined) library.setAttribute(ATTR_QUEUE_JOB_NAME, facts.jobName);
         library.setAttribute(ATTR_QUEUE_JOB_ATTEMPT, facts.attempt);

@@ -3,6 +3,7 @@ import type { QueueInstrumentationBase } from './base.js';
 import { BeeQueueInstrumentation } from './bee-queue.js';
 import { BullInstrumentation } from './bull.js';
 import { BullMQInstrumentation } from './bullmq.js';
+import { PgBossInstrumentation } from './pg-boss.js';
 
 /**
  * Every queue-otel instrumentation, each with the same options: what `queue-otel/register` uses,
@@ -15,5 +16,10 @@ import { BullMQInstrumentation } from './bullmq.js';
  * ```
  */
 export function getQueueInstrumentations(config?: QueueInstrumentationConfig): QueueInstrumentationBase[] {
-  return [new BullMQInstrumentation(config), new BullInstrumentation(config), new BeeQueueInstrumentation(config)];
+  return [
+    new BullMQInstrumentation(config),
+    new BullInstrumentation(config),
+    new BeeQueueInstrumentation(config),
+    new PgBossInstrumentation(config),
+  ];
 }

@@ -229,10 +229,16 @@ export function runConformance(driver: Driver): void {
       const m = await h.otel.collect();
       const busy = total(m.get('queue.job.busy.time'), attrs);
       expect(busy).toBeGreaterThanOrEqual(readings[2]!);
+      await until(() => processSpans(q).length === 1, SLOW, 'process span');
       const [span] = processSpans(q);
       const spanS = span!.duration[0] + span!.duration[1] / 1e9;
-      // Busy time of an ended job is its attempt's run time (the span's duration): within 5 ms.
-      expect(Math.abs(busy - spanS)).toBeLessThan(0.005);
+      if (native) {
+        // The library's span also covers its fetch and its completion write; busy time is the handler's.
+        expect(busy).toBeLessThanOrEqual(spanS);
+      } else {
+        // Busy time of an ended job is its attempt's run time (the span's duration): within 5 ms.
+        expect(Math.abs(busy - spanS)).toBeLessThan(0.005);
+      }
       expect(busy).toBeGreaterThan((releasedAt - startedAt) / 1000 - 0.1);
       expect(total(m.get('queue.job.running.oldest'), attrs)).toBe(0);
     }, 60_000);

@@ -1,0 +1,94 @@
+// What is pg-boss's own, beyond the conformance suite (test/pg-boss.test.ts, with pg-boss's own
+// telemetry on): pg-boss with its telemetry off, the job objects the handler sees, and the lease.
+import { createRequire } from 'node:module';
+import { SpanKind } from '@opentelemetry/api';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgBossInstrumentation } from '../src/index.js';
+import { histogram, points, total } from './helpers/otel.js';
+import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
+import { queueName, sleep, until } from './helpers/redis.js';
+import { setupTelemetry } from './helpers/sdk.js';
+
+const require = createRequire(import.meta.url);
+const otel = setupTelemetry(new PgBossInstrumentation({ queueStateInterval: 300 }), true);
+const { PgBoss } = require('pg-boss') as typeof import('pg-boss');
+const schema = schemaName('pgboss_off');
+const boss = new PgBoss({ connectionString: pgUrl(), schema, monitorIntervalSeconds: 1, superviseIntervalSeconds: 1, openTelemetry: { enabled: false } });
+
+beforeAll(async () => {
+  await boss.start();
+});
+afterAll(async () => {
+  await boss.stop({ graceful: false });
+  await dropSchemas(schema);
+  await otel.shutdown();
+});
+
+const spansOf = (name: string, kind: SpanKind) =>
+  otel.spans.getFinishedSpans().filter((s) => s.attributes['messaging.destination.name'] === name && s.kind === kind);
+
+describe('pg-boss with its own telemetry off', () => {
+  it('queue-otel makes the send and process spans and every messaging metric; pg-boss makes none', async () => {
+    const name = queueName('pgboss-off').replace(/-/g, '_');
+    await boss.createQueue(name);
+    const seenKeys: string[][] = [];
+    await boss.work(name, { pollingIntervalSeconds: 0.5 }, async (jobs) => {
+      for (const job of jobs) seenKeys.push(Object.keys(job).sort());
+      if ((jobs[0]!.data as { fail?: boolean }).fail) throw new RangeError('nope');
+      return 'ok';
+    });
+    await boss.send(name, { fail: false });
+    await boss.send(name, { fail: true }, { retryLimit: 0 });
+    await until(() => spansOf(name, SpanKind.CONSUMER).length === 2, 20_000, 'two jobs');
+    expect(otel.spans.getFinishedSpans().filter((s) => s.instrumentationScope.name === 'pg-boss')).toHaveLength(0);
+    const sends = spansOf(name, SpanKind.PRODUCER);
+    expect(sends).toHaveLength(2);
+    expect(sends[0]!.instrumentationScope.name).toBe('queue-otel/pg-boss');
+    const outcomes = spansOf(name, SpanKind.CONSUMER).map((s) => s.attributes['queue.job.outcome']).sort();
+    expect(outcomes).toEqual(['completed', 'failed']);
+    // The handler sees the columns it asked for (none extra), although queue-otel asked for the metadata.
+    for (const keys of seenKeys) expect(keys).toEqual(['data', 'expireInSeconds', 'groupId', 'groupTier', 'heartbeatSeconds', 'id', 'name', 'retryCount', 'signal']);
+    const m = await otel.collect();
+    const attrs = { 'messaging.destination.name': name, 'messaging.system': 'pg-boss' };
+    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'completed' })).toBe(1);
+    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' })).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), attrs).count).toBe(2);
+    expect(total(m.get('messaging.client.sent.messages'), attrs)).toBe(2);
+    expect((await otel.collectScope('pg-boss')).size).toBe(0);
+  });
+
+  it('the handler keeps the metadata it asked for', async () => {
+    const name = queueName('pgboss-meta').replace(/-/g, '_');
+    await boss.createQueue(name);
+    let seen: Record<string, unknown> | undefined;
+    await boss.work(name, { pollingIntervalSeconds: 0.5, includeMetadata: true }, async ([job]) => {
+      seen = job as unknown as Record<string, unknown>;
+    });
+    await boss.send(name, {});
+    await until(() => seen !== undefined, 20_000, 'job');
+    expect(seen).toHaveProperty('retryLimit');
+    expect(seen).toHaveProperty('startAfter');
+  });
+
+  it('reports a queue\'s state only while it holds the lease row', async () => {
+    const name = queueName('pgboss-lease').replace(/-/g, '_');
+    await boss.createQueue(name);
+    const client = new pg.Client({ connectionString: pgUrl() });
+    await client.connect();
+    try {
+      await boss.send(name, {}); // starts watching the queue
+      const counts = async () => points((await otel.collect()).get('queue.jobs.count'), { 'messaging.destination.name': name });
+      await until(async () => (await counts()).length > 0, 20_000, 'state reported');
+      // Another process takes the lease (as if this one had not renewed it in time).
+      await client.query(`UPDATE ${schema}.queue_otel_lease SET owner = 'someone-else', expires_at = now() + interval '1 hour' WHERE queue = $1`, [name]);
+      await sleep(1_000);
+      await until(async () => (await counts()).every((p) => p.value === 0), 20_000, 'zeros once the lease is lost');
+      await client.query(`UPDATE ${schema}.queue_otel_lease SET expires_at = now() - interval '1 second' WHERE queue = $1`, [name]);
+      // Back to this process: the oldest waiting job's age (read from the job table) returns.
+      await until(async () => (points((await otel.collect()).get('queue.oldest.age'), { 'messaging.destination.name': name })[0]?.value ?? 0) > 1, 20_000, 'lease back');
+    } finally {
+      await client.end();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 // pg-boss 12 and graphile-worker 0.18 are ES modules: an ESM application imports them, and
 // queue-otel instruments them through OpenTelemetry's loader hook, as the OpenTelemetry JS ESM
 // guide says (node --experimental-loader=@opentelemetry/instrumentation/hook.mjs --import ...).
-// Each app runs in a child process built from dist/ (npm test builds first).
+// Each app runs in a child process built from dist/ (npm test builds first), with every
+// instrumentation of getQueueInstrumentations(), as queue-otel/register will.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -41,5 +42,19 @@ describe('ESM applications (import, loader hook)', () => {
     expect(process?.attributes).toMatchObject({ 'queue.job.outcome': 'completed', 'queue.job.attempt': 1 });
     expect(out.metrics['queue.job.busy.time']?.some((p) => p.attributes['messaging.destination.name'] === queue)).toBe(true);
     expect(out.metrics['queue.job.wait.duration']).toBeDefined();
+  }, 90_000);
+
+  it('graphile-worker: process spans per task, send spans for utils.addJob and helpers.addJob, job metrics', async () => {
+    const schema = schemaName('esm_gw');
+    schemas.push(schema);
+    const out = await app('graphile-worker-app.mjs', { QO_SCHEMA: schema });
+    expect(out.data).toEqual({ after: 'esm' });
+    const ours = out.spans.filter((s) => s.scope === 'queue-otel/graphile-worker');
+    const processed = ours.filter((s) => s.name === `process ${schema}`).map((s) => s.attributes['queue.job.name']).sort();
+    expect(processed).toEqual(['followUp', 'greet']);
+    const sent = ours.filter((s) => s.name === `send ${schema}`).map((s) => s.attributes['queue.job.name']).sort();
+    expect(sent).toEqual(['followUp', 'greet']);
+    const busy = out.metrics['queue.job.busy.time']?.filter((p) => p.attributes['messaging.destination.name'] === schema) ?? [];
+    expect(busy.map((p) => p.attributes['queue.job.name']).sort()).toEqual(['followUp', 'greet']);
   }, 90_000);
 });

@@ -3,6 +3,7 @@ import type { QueueInstrumentationBase } from './base.js';
 import { BeeQueueInstrumentation } from './bee-queue.js';
 import { BullInstrumentation } from './bull.js';
 import { BullMQInstrumentation } from './bullmq.js';
+import { GraphileWorkerInstrumentation } from './graphile-worker.js';
 import { PgBossInstrumentation } from './pg-boss.js';
 
 /**
@@ -21,5 +22,6 @@ export function getQueueInstrumentations(config?: QueueInstrumentationConfig): Q
     new BullInstrumentation(config),
     new BeeQueueInstrumentation(config),
     new PgBossInstrumentation(config),
+    new GraphileWorkerInstrumentation(config),
   ];
 }

@@ -1,6 +1,6 @@
 import { type Tracer, diag } from '@opentelemetry/api';
 import { InstrumentationBase, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation';
-import type { MethodPatch } from '../adapters/patch.js';
+import type { AnyFunction, MethodPatch } from '../adapters/patch.js';
 import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig } from '../config.js';
 import { QueueTelemetry } from '../core/telemetry.js';
 import { PACKAGE_NAME, PACKAGE_VERSION } from '../version.js';
@@ -96,6 +96,40 @@ export abstract class QueueInstrumentationBase<
       }
       this._wrap(target, patch.method, patch.wrap as never);
     }
+  }
+
+  /**
+   * Replaces exported functions of a module, for libraries whose exports are plain functions (an
+   * ES module's). Through OpenTelemetry's loader hook the module namespace accepts the new values;
+   * a namespace loaded by `require()` (Node's require of an ES module) is read-only, so a copy with
+   * the wrapped functions is returned, which require-in-the-middle hands to the application.
+   * Returns what the patch callback should return; `restore` puts the originals back where it can.
+   */
+  protected wrapExports<T extends object>(
+    exports: T,
+    wrappers: Record<string, (original: AnyFunction) => AnyFunction>,
+  ): { exports: T; restore: () => void } {
+    const target = exports as Record<string, unknown>;
+    const originals: Record<string, unknown> = {};
+    const replaced: Record<string, AnyFunction> = {};
+    for (const [name, wrap] of Object.entries(wrappers)) {
+      const original = target[name];
+      if (typeof original !== 'function') continue;
+      originals[name] = original;
+      replaced[name] = wrap(original as AnyFunction);
+    }
+    const set = (values: Record<string, unknown>): boolean => {
+      for (const [name, value] of Object.entries(values)) {
+        try {
+          if (!Reflect.set(target, name, value) || target[name] !== value) return false;
+        } catch {
+          return false;
+        }
+      }
+      return true;
+    };
+    if (set(replaced)) return { exports, restore: () => void set(originals) };
+    return { exports: { ...exports, ...replaced } as T, restore: () => {} };
   }
 
   protected removePatches(patches: MethodPatch[]): void {

@@ -38,6 +38,11 @@ export interface TestQueue {
 export interface Features {
   /** Jobs have names (`queue.job.name`); otherwise no job name is reported. */
   jobNames: boolean;
+  /**
+   * The producer's trace context travels with the job (the process span links to the send span);
+   * false where a job has no field for it besides the data the processor receives.
+   */
+  propagation: boolean;
   /** A retry's ready time is stored, so retries have a wait time too. */
   retryWaitTime: boolean;
   /**

@@ -11,6 +11,7 @@ type BeeQueue = typeof import('bee-queue');
 export const beeQueueDriver: Driver = {
   system: 'bee-queue',
   features: {
+    propagation: true,
     jobNames: false,
     retryWaitTime: false,
     states: ['waiting', 'active', 'delayed', 'failed', 'completed'],

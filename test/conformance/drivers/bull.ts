@@ -11,6 +11,7 @@ type Bull = typeof import('bull');
 export const bullDriver: Driver = {
   system: 'bull',
   features: {
+    propagation: true,
     jobNames: true,
     retryWaitTime: false,
     states: ['waiting', 'active', 'delayed', 'paused', 'failed', 'completed'],

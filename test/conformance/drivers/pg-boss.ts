@@ -14,6 +14,7 @@ type PgBossModule = typeof import('pg-boss');
 export const pgBossDriver: Driver = {
   system: 'pg-boss',
   features: {
+    propagation: true,
     jobNames: false,
     retryWaitTime: true,
     nativeTelemetry: { scope: 'pg-boss' },

@@ -79,8 +79,8 @@ export function pgBossPatches(exports: PgBossExports, telemetry: QueueTelemetry)
     { target: boss, method: 'offWork', wrap: wrapOffWork },
     { target: boss, method: 'stop', wrap: wrapStop },
     { target: boss, method: 'start', wrap: wrapStart },
-    { target: boss, method: 'send', wrap: (o) => wrapSend(o, telemetry, 'send') },
-    { target: boss, method: 'sendAfter', wrap: (o) => wrapSend(o, telemetry, 'sendAfter') },
+    { target: boss, method: 'send', wrap: (o) => wrapSend(o, telemetry) },
+    { target: boss, method: 'sendAfter', wrap: (o) => wrapSend(o, telemetry) },
     { target: boss, method: 'insert', wrap: (o) => wrapInsert(o, telemetry) },
   ];
 }
@@ -297,7 +297,7 @@ function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
  * off, queue-otel makes the `send` span and metrics; pg-boss then stores no trace context with the
  * job (only its telemetry writes the `trace_context` column), so the process span has no link.
  */
-function wrapSend(original: AnyFunction, telemetry: QueueTelemetry, operation: string): AnyFunction {
+function wrapSend(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
   return function send(this: PgBoss, first: unknown): unknown {
     const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
     const name = typeof first === 'string' ? first : (first as { name?: unknown } | null)?.name;
@@ -306,8 +306,9 @@ function wrapSend(original: AnyFunction, telemetry: QueueTelemetry, operation: s
     watch(this, name, telemetry);
     if (info.native) return call();
     const data = typeof first === 'string' ? arguments[1] : (first as { data?: unknown }).data;
+    const opts = typeof first === 'string' ? arguments[2] : (first as { options?: unknown }).options;
     return telemetry.sends.run(
-      { queue: name, jobs: [{ queue: name, jobName: undefined }], traced: true, hookInfo: () => ({ queue: name, jobs: [{ name, data, opts: { operation } }] }) },
+      { queue: name, jobs: [{ queue: name, jobName: undefined }], traced: true, hookInfo: () => ({ queue: name, jobs: [{ name, data, opts }] }) },
       () => call(),
     );
   };

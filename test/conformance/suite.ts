@@ -2,7 +2,7 @@
 // library. A library's test file calls runConformance(driver) once; what a library cannot tell
 // (job names, a retry's ready time, some states) is declared in its driver's features, and the
 // suite then checks that queue-otel reports nothing for it rather than an invented value.
-import { type Attributes, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Attributes, type Meter, type MeterProvider, SpanKind, SpanStatusCode, type TracerProvider, trace } from '@opentelemetry/api';
 import type { MetricData } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +245,40 @@ export function runConformance(driver: Driver): void {
       }
       expect(busy).toBeGreaterThan((releasedAt - startedAt) / 1000 - 0.1);
       expect(total(m.get('queue.job.running.oldest'), attrs)).toBe(0);
+    }, 60_000);
+
+    it('a tracer and a meter that throw change nothing for the jobs: same results, same retries', async () => {
+      const throwingTracerProvider = {
+        getTracer: () => ({
+          startSpan: () => {
+            throw new Error('tracer down');
+          },
+          startActiveSpan: () => {
+            throw new Error('tracer down');
+          },
+        }),
+      } as unknown as TracerProvider;
+      const throwingMeter = new Proxy({}, { get: () => () => { throw new Error('meter down'); } }) as Meter;
+      h.otel.instrumentation.setTracerProvider(throwingTracerProvider);
+      h.otel.instrumentation.setMeterProvider({ getMeter: () => throwingMeter } as MeterProvider);
+      try {
+        const seen: string[] = [];
+        const q = await queue('faults', async (job) => {
+          const data = job.data as { fails?: boolean };
+          seen.push(data.fails ? 'fails' : 'works');
+          if (data.fails) throw new SyntaxError('bad');
+          return 'ok';
+        });
+        await q.add({ name: 'sync', data: { fails: false } });
+        await q.add({ name: 'charge', data: { fails: true }, attempts: 2 });
+        await q.work();
+        await until(() => seen.length === 3, SLOW, 'three attempts');
+        await sleep(500);
+        expect(seen.sort()).toEqual(['fails', 'fails', 'works']);
+      } finally {
+        h.otel.instrumentation.setTracerProvider(h.otel.tracerProvider);
+        h.otel.instrumentation.setMeterProvider(h.otel.meterProvider);
+      }
     }, 60_000);
 
     it('queue state: depth by state and oldest ages, read once per cluster', async () => {

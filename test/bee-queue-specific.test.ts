@@ -64,9 +64,9 @@ describe('bee-queue', () => {
       await queue.close();
     };
     otel.instrumentation.disable();
-    const plain = await commandsUnder('qo-bee-plain', run('qo-bee-plain'));
+    const plain = await commandsUnder('qo-bee-plain', (n) => run(`qo-bee-plain${n}`)());
     otel.instrumentation.enable();
-    const instrumented = await commandsUnder('qo-bee-instr', run('qo-bee-instr'));
+    const instrumented = await commandsUnder('qo-bee-instr', (n) => run(`qo-bee-instr${n}`)());
     expect([...plain.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(30);
     expect(Object.fromEntries(instrumented)).toEqual(Object.fromEntries(plain));
   });

@@ -73,9 +73,9 @@ describe('bull', () => {
       await queue.close();
     };
     otel.instrumentation.disable();
-    const plain = await commandsUnder('qo-bull-plain', run('qo-bull-plain'));
+    const plain = await commandsUnder('qo-bull-plain', (n) => run(`qo-bull-plain${n}`)());
     otel.instrumentation.enable();
-    const instrumented = await commandsUnder('qo-bull-instr', run('qo-bull-instr'));
+    const instrumented = await commandsUnder('qo-bull-instr', (n) => run(`qo-bull-instr${n}`)());
     expect([...plain.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(30);
     expect(Object.fromEntries(instrumented)).toEqual(Object.fromEntries(plain));
   });

@@ -7,15 +7,10 @@
  * is unordered and stores no failure time, so the oldest failed job's age is not reported.
  */
 import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import { LUA_LEASE } from './redis-lease.js';
 
-const SCRIPT = `
-local lease, prefix = KEYS[1], KEYS[2]
-local owner, leaseMs = ARGV[1], tonumber(ARGV[2])
-if leaseMs > 0 then
-  local holder = redis.call('GET', lease)
-  if holder and holder ~= owner then return {0} end
-  redis.call('SET', lease, owner, 'PX', leaseMs)
-end
+const SCRIPT = `${LUA_LEASE}
+local prefix = KEYS[2]
 local out = {1, redis.call('LLEN', prefix .. 'waiting'), redis.call('LLEN', prefix .. 'active'),
   redis.call('ZCARD', prefix .. 'delayed'), redis.call('SCARD', prefix .. 'failed'), redis.call('SCARD', prefix .. 'succeeded')}
 local readyAt = -1

@@ -19,6 +19,7 @@ import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BeeStateQueue, beeQueueStateSource } from './bee-queue-state.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
+import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
 
 interface BeeJobOptions extends TelemetryOptions {
@@ -176,30 +177,14 @@ function wrapClose(original: AnyFunction): AnyFunction {
 }
 
 /** The Bee-Queue queues of this process per name, whose connections state reads use. */
-const holders = new Map<string, Set<BeeStateQueue>>();
-
-function openHolder(queue: string, anyQueue = false): BeeStateQueue | undefined {
-  const names = anyQueue ? [queue, ...holders.keys()] : [queue];
-  for (const name of names) {
-    const objects = holders.get(name);
-    if (objects === undefined) continue;
-    for (const object of objects) {
-      if (!object._isClosed) return object;
-      objects.delete(object);
-    }
-    if (objects.size === 0) holders.delete(name);
-  }
-  return undefined;
-}
+const holders = new QueueHolders<BeeStateQueue>((queue) => !queue._isClosed);
 
 function watch(queue: BeeStateQueue | undefined, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
-  let objects = holders.get(queue.name);
-  if (objects === undefined) holders.set(queue.name, (objects = new Set()));
-  objects.add(queue);
-  telemetry.watchQueue(queue.name, () => beeQueueStateSource(() => openHolder(queue.name), queue.name));
+  holders.add(queue.name, queue);
+  telemetry.watchQueue(queue.name, () => beeQueueStateSource(() => holders.open(queue.name), queue.name));
   for (const name of telemetry.config.queues) {
-    telemetry.watchQueue(name, () => beeQueueStateSource(() => openHolder(name, true), name));
+    telemetry.watchQueue(name, () => beeQueueStateSource(() => holders.open(name, true), name));
   }
 }
 

@@ -17,6 +17,7 @@ import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BullStateQueue, bullStateSource } from './bull-state.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
+import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
 
 /** Bull's name for jobs added without one: such jobs have no name, and none is reported. */
@@ -224,30 +225,14 @@ function readyAt(job: BullJob): number | undefined {
 }
 
 /** The Bull queues of this process per name, whose connections state reads use. */
-const holders = new Map<string, Set<BullStateQueue>>();
-
-function openHolder(queue: string, anyQueue = false): BullStateQueue | undefined {
-  const names = anyQueue ? [queue, ...holders.keys()] : [queue];
-  for (const name of names) {
-    const objects = holders.get(name);
-    if (objects === undefined) continue;
-    for (const object of objects) {
-      if (!object.closing) return object;
-      objects.delete(object);
-    }
-    if (objects.size === 0) holders.delete(name);
-  }
-  return undefined;
-}
+const holders = new QueueHolders<BullStateQueue>((queue) => !queue.closing);
 
 function watch(queue: BullStateQueue, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
-  let objects = holders.get(queue.name);
-  if (objects === undefined) holders.set(queue.name, (objects = new Set()));
-  objects.add(queue);
-  telemetry.watchQueue(queue.name, () => bullStateSource(() => openHolder(queue.name), queue.name));
+  holders.add(queue.name, queue);
+  telemetry.watchQueue(queue.name, () => bullStateSource(() => holders.open(queue.name), queue.name));
   for (const name of telemetry.config.queues) {
-    telemetry.watchQueue(name, () => bullStateSource(() => openHolder(name, true), name));
+    telemetry.watchQueue(name, () => bullStateSource(() => holders.open(name, true), name));
   }
 }
 

@@ -11,6 +11,7 @@
  * whole cluster; `queueState: false` turns it off.
  */
 import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import { PLAIN_IDENTIFIER, ensureLeaseTable, leaseCte } from './pg-lease.js';
 
 /** graphile-worker's `withPgClient`: runs a callback with a pooled client. */
 export type WithPgClient = <T>(callback: (client: PgClientLike) => Promise<T>) => Promise<T>;
@@ -18,21 +19,10 @@ interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }>;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const leaseTables = new Map<string, Promise<void>>();
-
 function readSql(schema: string, leased: boolean): string {
   const available = 'j.locked_at IS NULL AND j.attempts < j.max_attempts';
   const gone = 'j.locked_at IS NULL AND j.attempts >= j.max_attempts';
-  const lease = leased
-    ? `WITH lease AS (
-    INSERT INTO ${schema}.queue_otel_lease AS l (queue, owner, expires_at)
-    VALUES ($1, $2, now() + $3::int * interval '1 millisecond')
-    ON CONFLICT (queue) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-    WHERE l.owner = EXCLUDED.owner OR l.expires_at < now()
-    RETURNING 1
-  )`
-    : '';
+  const lease = leased ? leaseCte(schema) : '';
   return `${lease}
   SELECT ${leased ? '(SELECT count(*) FROM lease)' : '1'} AS leased, agg.* FROM (
     SELECT
@@ -55,20 +45,10 @@ export function graphileStateSource(holder: () => WithPgClient | undefined, sche
   return {
     async read(owner, leaseMs): Promise<QueueStateReading | undefined | null> {
       const withPgClient = holder();
-      if (withPgClient === undefined || !IDENTIFIER.test(schema)) return null;
+      if (withPgClient === undefined || !PLAIN_IDENTIFIER.test(schema)) return null;
       const leased = leaseMs > 0;
       return withPgClient(async (client) => {
-        if (leased) {
-          let ready = leaseTables.get(schema);
-          if (ready === undefined) {
-            ready = client
-              .query(`CREATE TABLE IF NOT EXISTS ${schema}.queue_otel_lease (queue text PRIMARY KEY, owner text NOT NULL, expires_at timestamptz NOT NULL)`)
-              .then(() => undefined);
-            ready.catch(() => leaseTables.delete(schema));
-            leaseTables.set(schema, ready);
-          }
-          await ready;
-        }
+        if (leased) await ensureLeaseTable(schema, (sql) => client.query(sql));
         const { rows } = await client.query(readSql(schema, leased), leased ? [schema, owner, Math.round(leaseMs)] : []);
         const row = rows[0];
         if (row === undefined || Number(row.leased) === 0) return undefined;

@@ -15,6 +15,7 @@
  *   the lease has expired), standing in for the Redis `SET PX` lease.
  */
 import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import { PLAIN_IDENTIFIER, ensureLeaseTable, leaseCte } from './pg-lease.js';
 
 /** The parts of pg-boss's database object read here (`boss.getDb()`). */
 export interface PgBossDb {
@@ -22,35 +23,8 @@ export interface PgBossDb {
   config?: { schema?: string; openTelemetry?: { enabled?: boolean } };
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** Schemas whose lease table exists (created once per process). */
-const leaseTables = new Map<string, Promise<void>>();
-
-function ensureLeaseTable(db: PgBossDb, schema: string): Promise<void> {
-  let ready = leaseTables.get(schema);
-  if (ready === undefined) {
-    ready = db
-      .executeSql(
-        `CREATE TABLE IF NOT EXISTS ${schema}.queue_otel_lease (queue text PRIMARY KEY, owner text NOT NULL, expires_at timestamptz NOT NULL)`,
-      )
-      .then(() => undefined);
-    ready.catch(() => leaseTables.delete(schema)); // tried again at the next read
-    leaseTables.set(schema, ready);
-  }
-  return ready;
-}
-
 function readSql(schema: string, leased: boolean): string {
-  const lease = leased
-    ? `WITH lease AS (
-    INSERT INTO ${schema}.queue_otel_lease AS l (queue, owner, expires_at)
-    VALUES ($1, $2, now() + $3::int * interval '1 millisecond')
-    ON CONFLICT (queue) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-    WHERE l.owner = EXCLUDED.owner OR l.expires_at < now()
-    RETURNING 1
-  )`
-    : '';
+  const lease = leased ? leaseCte(schema) : '';
   return `${lease}
   SELECT q.ready_count, q.deferred_count, q.blocked_count, q.active_count, q.failed_count,
     (SELECT floor(extract(epoch FROM min(j.start_after)) * 1000) FROM ${schema}.job j
@@ -71,9 +45,9 @@ export function pgBossStateSource(holder: () => { db: PgBossDb; schema: string }
       const found = holder();
       if (found === undefined || typeof found.db?.executeSql !== 'function') return null;
       const { db, schema } = found;
-      if (!IDENTIFIER.test(schema)) return null;
+      if (!PLAIN_IDENTIFIER.test(schema)) return null;
       const leased = leaseMs > 0;
-      if (leased) await ensureLeaseTable(db, schema);
+      if (leased) await ensureLeaseTable(schema, (sql) => db.executeSql(sql));
       const { rows } = await db.executeSql(readSql(schema, leased), leased ? [queue, owner, Math.round(leaseMs)] : [queue]);
       const row = rows[0];
       if (row === undefined) return undefined; // another process holds the lease (or no such queue yet)

@@ -22,6 +22,7 @@
  */
 import type { Attempt, AttemptEnd, AttemptFacts } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
+import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
 import { type PgBossDb, pgBossStateSource } from './pg-boss-state.js';
 
@@ -258,32 +259,15 @@ function stripMetadata(job: PgBossJob): void {
 // ---- queue state ------------------------------------------------------------------------------
 
 /** The PgBoss instances of this process per queue, whose database state reads use. */
-const holders = new Map<string, Set<PgBoss>>();
-
-function openHolder(queue: string, anyQueue = false): { boss: PgBoss; schema: string } | undefined {
-  const names = anyQueue ? [queue, ...holders.keys()] : [queue];
-  for (const name of names) {
-    const objects = holders.get(name);
-    if (objects === undefined) continue;
-    for (const boss of objects) {
-      const info = infoOf(boss);
-      if (!info.stopped) return { boss, schema: info.schema };
-      objects.delete(boss);
-    }
-    if (objects.size === 0) holders.delete(name);
-  }
-  return undefined;
-}
+const holders = new QueueHolders<PgBoss>((boss) => !infoOf(boss).stopped);
 
 function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
   if (!telemetry.config.queueState) return;
-  let objects = holders.get(queue);
-  if (objects === undefined) holders.set(queue, (objects = new Set()));
-  objects.add(boss);
+  holders.add(queue, boss);
   const source = (name: string, any: boolean) => () =>
     pgBossStateSource(() => {
-      const holder = openHolder(name, any);
-      return holder === undefined ? undefined : { db: holder.boss.getDb(), schema: holder.schema };
+      const holder = holders.open(name, any);
+      return holder === undefined ? undefined : { db: holder.getDb(), schema: infoOf(holder).schema };
     }, name);
   telemetry.watchQueue(queue, source(queue, false));
   for (const name of telemetry.config.queues) telemetry.watchQueue(name, source(name, true));

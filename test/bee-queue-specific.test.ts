@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { SpanKind } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BeeQueueInstrumentation } from '../src/index.js';
-import { commandsUnder } from './helpers/monitor.js';
+import { commandsUnder, privateRedis } from './helpers/monitor.js';
 import { total } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
@@ -54,8 +54,10 @@ describe('bee-queue', () => {
   });
 
   it('adds no Redis command: the same commands, the same number of times, with and without instrumentation', async () => {
+    const server = await privateRedis();
+    closers.unshift(() => server.stop()); // last: after every client of it has closed
     const run = (prefix: string) => async () => {
-      const { queue } = beeQueue('cost', prefix);
+      const queue = new Queue(queueName('bee-cost'), { redis: { host: server.host, port: server.port }, prefix });
       let done = 0;
       queue.on('succeeded', () => done++);
       await queue.saveAll(Array.from({ length: 30 }, (_, i) => queue.createJob({ i })));
@@ -64,9 +66,9 @@ describe('bee-queue', () => {
       await queue.close();
     };
     otel.instrumentation.disable();
-    const plain = await commandsUnder('qo-bee-plain', (n) => run(`qo-bee-plain${n}`)());
+    const plain = await commandsUnder(server, 'qo-bee-plain', run('qo-bee-plain'));
     otel.instrumentation.enable();
-    const instrumented = await commandsUnder('qo-bee-instr', (n) => run(`qo-bee-instr${n}`)());
+    const instrumented = await commandsUnder(server, 'qo-bee-instr', run('qo-bee-instr'));
     expect([...plain.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(30);
     expect(Object.fromEntries(instrumented)).toEqual(Object.fromEntries(plain));
   });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { SpanKind } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BullInstrumentation } from '../src/index.js';
-import { commandsUnder } from './helpers/monitor.js';
+import { commandsUnder, privateRedis } from './helpers/monitor.js';
 import { histogram, points } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
@@ -63,8 +63,10 @@ describe('bull', () => {
   });
 
   it('adds no Redis command: the same commands, the same number of times, with and without instrumentation', async () => {
+    const server = await privateRedis();
+    closers.unshift(() => server.stop()); // last: after every client of it has closed
     const run = (prefix: string) => async () => {
-      const { queue } = bullQueue('cost', prefix);
+      const queue = new Queue(queueName('bull-cost'), { redis: { host: server.host, port: server.port }, prefix });
       let done = 0;
       queue.on('completed', () => done++);
       await queue.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'noop', data: { i } })));
@@ -73,9 +75,9 @@ describe('bull', () => {
       await queue.close();
     };
     otel.instrumentation.disable();
-    const plain = await commandsUnder('qo-bull-plain', (n) => run(`qo-bull-plain${n}`)());
+    const plain = await commandsUnder(server, 'qo-bull-plain', run('qo-bull-plain'));
     otel.instrumentation.enable();
-    const instrumented = await commandsUnder('qo-bull-instr', (n) => run(`qo-bull-instr${n}`)());
+    const instrumented = await commandsUnder(server, 'qo-bull-instr', run('qo-bull-instr'));
     expect([...plain.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(30);
     expect(Object.fromEntries(instrumented)).toEqual(Object.fromEntries(plain));
   });

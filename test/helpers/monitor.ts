@@ -1,35 +1,54 @@
-// Redis commands seen under MONITOR, for the "no extra command per job" checks.
+// "No extra Redis command per job" checks: a private redis-server (no other client's traffic, which
+// on the shared server can also break ioredis's MONITOR parser), and the commands seen under MONITOR.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { connection } from './redis.js';
+import { until } from './redis.js';
 
-/**
- * Redis commands (other than blocking waits) that name `marker` in a key while `run` runs. MONITOR
- * shows every client of the shared Redis; ioredis's monitor parser can fail on another client's
- * binary arguments, so a run whose monitor failed is done again (up to three times).
- */
-export async function commandsUnder(marker: string, run: (attempt: number) => Promise<void>): Promise<Map<string, number>> {
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const client = new Redis(connection());
-    const monitor = await client.monitor();
-    const counts = new Map<string, number>();
-    let failed: unknown;
-    monitor.on('error', (error: unknown) => (failed ??= error));
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (!args.some((a) => typeof a === 'string' && a.includes(marker))) return;
-      const command = String(args[0]).toUpperCase();
-      if (command.startsWith('B')) return; // blocking waits depend on timing, not on jobs
-      counts.set(command, (counts.get(command) ?? 0) + 1);
+export interface PrivateRedis {
+  host: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a redis-server of this test's own on a free port (nothing kept on disk). */
+export async function privateRedis(): Promise<PrivateRedis> {
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
     });
-    try {
-      await run(attempt);
-      await new Promise((r) => setTimeout(r, 200));
-    } finally {
-      monitor.disconnect();
-      client.disconnect();
-    }
-    if (failed === undefined) return counts;
-    lastError = failed;
+  });
+  const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+  await until(async () => probe.connect().then(() => true, () => false), 10_000, 'private redis up');
+  probe.disconnect();
+  return {
+    host: '127.0.0.1',
+    port,
+    async stop() {
+      server.kill('SIGKILL');
+    },
+  };
+}
+
+/** Redis commands (other than blocking waits) that name `marker` in a key while `run` runs. */
+export async function commandsUnder(redis: { host: string; port: number }, marker: string, run: () => Promise<void>): Promise<Map<string, number>> {
+  const client = new Redis({ host: redis.host, port: redis.port });
+  const monitor = await client.monitor();
+  const counts = new Map<string, number>();
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (!args.some((a) => typeof a === 'string' && a.includes(marker))) return;
+    const command = String(args[0]).toUpperCase();
+    if (command.startsWith('B')) return; // blocking waits depend on timing, not on jobs
+    counts.set(command, (counts.get(command) ?? 0) + 1);
+  });
+  try {
+    await run();
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    monitor.disconnect();
+    client.disconnect();
   }
-  throw lastError;
+  return counts;
 }

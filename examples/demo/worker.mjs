@@ -5,13 +5,14 @@
 //   emails    quick jobs (welcome-email, receipt-email), and every 30 s a delayed batch of
 //             nightly-digest jobs (they sit in `delayed` for 10 s, then run)
 //   reports   slow jobs (monthly-report, 3-10 s), CPU-bound ones (thumbnail), and import-customers,
-//             which loads a whole "table" into memory (about 150 MB) before writing it out
+//             which loads a whole "table" (600,000 rows) into memory before writing it out
 //   webhooks  deliver-webhook: flaky, fails 45% of attempts with WebhookTimeout and retries with
 //             backoff; some use up their 4 attempts and end in the failed set (dead letters)
 //
 // Environment: REDIS_URL (default redis://127.0.0.1:6379), DEMO_DURATION_S (stop after that many
 // seconds; default: run until SIGINT/SIGTERM), DEMO_BUSY_WORKERS=N (adds a `busy` queue whose N
 // workers run one long job each for the whole run: busy time must read N), DEMO_BUSY_JOB_S.
+import { setTimeout as wait } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 
 const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -27,7 +28,9 @@ const duration = Number(process.env.DEMO_DURATION_S ?? 0);
 const busyWorkers = Number(process.env.DEMO_BUSY_WORKERS ?? 0);
 const busyJobS = Number(process.env.DEMO_BUSY_JOB_S ?? 600);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Aborted on stop, so that running jobs do not keep the process alive after the workers closed.
+const stopped = new AbortController();
+const sleep = (ms) => wait(ms, undefined, { signal: stopped.signal });
 const between = (lo, hi) => lo + Math.random() * (hi - lo);
 
 class WebhookTimeout extends Error {
@@ -53,7 +56,7 @@ const processors = {
       // Loads the whole table before writing it: the job that eats the server.
       const rows = [];
       for (let batch = 0; batch < 30; batch++) {
-        for (let i = 0; i < 12_000; i++) rows.push({ id: batch * 12_000 + i, name: `customer ${i}`, tags: ['a', 'b'], score: Math.random() });
+        for (let i = 0; i < 20_000; i++) rows.push({ id: batch * 20_000 + i, name: `customer ${i}`, tags: ['a', 'b'], score: Math.random() });
         await sleep(100);
       }
       await sleep(3000);
@@ -124,6 +127,7 @@ async function stop(signal) {
   stopping = true;
   console.log(`demo: ${signal ?? 'time is up'}: closing workers`);
   for (const t of timers) clearInterval(t);
+  stopped.abort();
   // Long jobs would hold close() up; the demo does not need them to finish.
   await Promise.all(workers.map((w) => w.close(true)));
   await Promise.all(Object.values(queues).map((q) => q.close()));

@@ -101,6 +101,8 @@ interface QueueState {
   view: QueueView;
   /** Cumulative readings of past collections, oldest first, within the window (for rates). */
   history: Array<{ t: number; c: Cumulative }>;
+  /** Whether readings were dropped from the history: until then it reaches back to the start. */
+  trimmed: boolean;
 }
 
 /**
@@ -126,7 +128,7 @@ export class DashboardModel {
       seen.add(queue);
       let state = this.queues.get(queue);
       if (state === undefined) {
-        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [] };
+        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [], trimmed: false };
         this.queues.set(queue, state);
       }
       this.update(state, t, data);
@@ -157,7 +159,13 @@ export class DashboardModel {
     // The reading about WINDOW_S ago (or the oldest kept), for windowed rates and quantiles.
     const windowStart = state.history.find((h) => h.t >= t - WINDOW_S - 0.001) ?? previous;
     state.history.push({ t, c: cumulative });
-    while (state.history.length > 0 && state.history[0]!.t < t - WINDOW_S - this.intervalS * 2) state.history.shift();
+    while (state.history.length > 0 && state.history[0]!.t < t - WINDOW_S - this.intervalS * 2) {
+      state.history.shift();
+      state.trimmed = true;
+    }
+    // Histograms count from zero at the start: while the history reaches back to it, quantiles
+    // include what was recorded before the first collection too.
+    const waitBase = !state.trimmed && windowStart === state.history[0] ? undefined : windowStart;
 
     const rate = (now: number | undefined, before: number | undefined, dt: number): Value =>
       now === undefined || before === undefined || dt <= 0 || now < before ? null : (now - before) / dt;
@@ -176,7 +184,7 @@ export class DashboardModel {
     const quantiles = (key: string) => {
       const now = data.wait.get(key);
       if (now === undefined) return { p50: null, p95: null };
-      const before = windowStart?.t === t ? undefined : windowStart?.c.wait.get(key);
+      const before = waitBase?.c.wait.get(key);
       const counts = now.counts.map((c, i) => c - (before?.counts[i] ?? 0));
       return { p50: quantile(0.5, now.boundaries, counts), p95: quantile(0.95, now.boundaries, counts) };
     };

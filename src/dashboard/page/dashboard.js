@@ -138,12 +138,14 @@
       axes: [
         {
           stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, font: '11px system-ui, sans-serif',
+          space: 70,
+          incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200],
           values: function (u, vals) { return vals.map(clock); },
         },
         {
           stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, size: 64,
           font: '11px system-ui, sans-serif',
-          values: function (u, vals) { return vals.map(spec.fmt); },
+          values: function (u, vals) { return ticks(spec.fmt, vals); },
         },
       ],
       series: [{ label: 'time', value: function (u, v) { return v == null ? '–' : clock(v); } }].concat(spec.lines.map(function (l) {
@@ -164,6 +166,16 @@
     holder.addEventListener('mouseleave', function () { showLatest(plot); });
     showLatest(plot);
     return plot;
+  }
+
+  /** Axis labels with as many decimals as the tick spacing needs (0.5, 1.0, 1.5 rather than 0.50, 1.00). */
+  function ticks(fmt, vals) {
+    var step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 1;
+    var scale = fmt === cores ? 100 : 1;
+    var suffix = fmt === cores ? '%' : fmt === perSecond ? '/s' : '';
+    if (fmt !== plain && fmt !== cores && fmt !== perSecond) return vals.map(fmt);
+    var digits = step * scale >= 1 || step === 0 ? 0 : Math.min(4, Math.ceil(-Math.log10(step * scale)));
+    return vals.map(function (v) { return v == null ? '' : (v * scale).toFixed(digits) + suffix; });
   }
 
   /** Without a cursor on the chart, the legend shows the latest values rather than dashes. */

@@ -57,6 +57,16 @@ const SCENARIOS = [
     tracePackage: '@opentelemetry/sdk-trace',
     bullmqMajor: 6,
   },
+  {
+    // A 2.x project that wires its SDK by hand, without sdk-node: installing queue-otel must add
+    // no peer conflict (sdk-node is an optional peer, not a dependency: as a dependency npm picks
+    // 0.30x, whose peer is api 1.10, and warns ERESOLVE here), and register must say what is missing.
+    name: 'otel-2.x-without-sdk-node',
+    deps: ['@opentelemetry/api@1.9.0', '@opentelemetry/sdk-trace-base@^2', '@opentelemetry/sdk-metrics@^2', 'bullmq@^5', 'ioredis@^5'],
+    tracePackage: '@opentelemetry/sdk-trace-base',
+    bullmqMajor: 5,
+    withoutSdkNode: true,
+  },
 ];
 
 // How each module system is started. ESM: the documented way for @opentelemetry/instrumentation
@@ -457,11 +467,24 @@ async function main() {
       if (installProblem) {
         const detail = peerLines.length > 0 ? peerLines.join('\n') : (ls && !ls.ok ? ls.output : install.output);
         console.log(`compat: ${scenario.name} install problem: ${installProblem}\n${indent(detail)}`);
-        for (const ms of MODULE_SYSTEMS) record(`${scenario.name} ${ms.name}`, false, installProblem);
-        for (const app of REGISTER_APPS) record(`${scenario.name} ${app.name}`, false, installProblem);
+        if (scenario.withoutSdkNode) record(`${scenario.name} install`, false, installProblem);
+        for (const ms of scenario.withoutSdkNode ? [] : MODULE_SYSTEMS) record(`${scenario.name} ${ms.name}`, false, installProblem);
+        for (const app of scenario.withoutSdkNode ? [] : REGISTER_APPS) record(`${scenario.name} ${app.name}`, false, installProblem);
         continue;
       }
 
+      if (scenario.withoutSdkNode) {
+        const r = run(process.execPath, ['--require', 'queue-otel/register', 'register-app.cjs'], {
+          cwd: dir,
+          timeout: APP_TIMEOUT_MS,
+          env: childEnv({ OTEL_METRICS_EXPORTER: 'none', OTEL_TRACES_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none' }),
+        });
+        const said = /queue-otel\/register needs @opentelemetry\/sdk-node, which is not installed: npm install @opentelemetry\/sdk-node/.test(r.output);
+        const ok = r.status === 1 && said;
+        record(`${scenario.name} register says sdk-node is missing`, ok, ok ? `${r.seconds}s, exit 1 with the install command` : describeExit(r));
+        if (!ok) console.log(`    output:\n${indent(r.output)}`);
+        continue;
+      }
       for (const ms of MODULE_SYSTEMS) {
         const label = `${scenario.name} ${ms.name}`;
         const app = run(process.execPath, [...ms.nodeArgs, ms.file], {

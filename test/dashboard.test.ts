@@ -78,7 +78,7 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
   async function charts(): Promise<Record<string, Record<string, Array<number | null>>>> {
     return page.evaluate(() => {
       const out: Record<string, Record<string, Array<number | null>>> = {};
-      const state = (window as unknown as { queueOtel: { charts: Map<string, { plot: { series: Array<{ label: string }>; data: Array<Array<number | null>> } }> } }).queueOtel;
+      const state = (globalThis as unknown as { queueOtel: { charts: Map<string, { plot: { series: Array<{ label: string }>; data: Array<Array<number | null>> } }> } }).queueOtel;
       for (const [key, entry] of state.charts) {
         const lines: Record<string, Array<number | null>> = {};
         entry.plot.series.forEach((s, i) => {
@@ -139,7 +139,7 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
 
     // A picture with some history in it: at least 20 s of collections.
     await expect
-      .poll(() => page.evaluate(() => { const t = (window as unknown as { queueOtel: { snapshot: { t: number[] } } }).queueOtel.snapshot.t; return t[t.length - 1]! - t[0]!; }), { timeout: 30_000, interval: 1000 })
+      .poll(() => page.evaluate(() => { const t = (globalThis as unknown as { queueOtel: { snapshot: { t: number[] } } }).queueOtel.snapshot.t; return t[t.length - 1]! - t[0]!; }), { timeout: 30_000, interval: 1000 })
       .toBeGreaterThan(20);
     mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true });
     await page.locator('nav button[data-q="reports"]').click();

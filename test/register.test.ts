@@ -106,8 +106,8 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
     expect(spans.filter((s) => s.name === `send ${name}`)).toHaveLength(2);
     expect(process[0]!.resource['service.name']).toBe('qo-register-test');
     expect(process.every((s) => s.scope === 'queue-otel/bullmq' && s.kind === 5)).toBe(true); // 5: CONSUMER
-    const failed = process.find((s) => attributes(s.attributes)['queue.job.name'] === 'receipt') as { status?: { code?: number } };
-    expect(failed.status?.code).toBe(2); // ERROR
+    const failed = process.find((s) => attributes(s.attributes)['queue.job.name'] === 'receipt');
+    expect(failed?.status?.code).toBe(2); // ERROR
 
     const consumed = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter(
       (p) => p.attributes['messaging.destination.name'] === name,
@@ -151,7 +151,7 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
       ['_OTHER', 2],
       ['first', 1],
     ]);
-    const spans = receiver.spans() as Array<{ name: string; spanId: string; parentSpanId?: string; attributes?: never }>;
+    const spans = receiver.spans();
     const process = spans.filter((s) => s.name === `process ${name}`);
     const sends = new Set(spans.filter((s) => s.name === `send ${name}`).map((s) => s.spanId));
     expect(process).toHaveLength(3);
@@ -159,6 +159,31 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
     expect(process.every((s) => attributes(s.attributes)['app.tenant'] === 'world')).toBe(true);
     // queueState off: no depth gauge.
     expect(metricPoints(receiver.metrics, 'queue.jobs.count')).toHaveLength(0);
+  });
+
+  it('exports delta temporality when asked (the Datadog setting), with the same totals', async () => {
+    const name = queue('reg-delta');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'a,a,a',
+      ...otlp({ OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'delta', OTEL_METRIC_EXPORT_INTERVAL: '500' }),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(1200);
+    child.kill('SIGTERM');
+    await child.exited;
+    const temporalities = new Set<unknown>();
+    for (const r of receiver.metrics) {
+      for (const rm of r.resourceMetrics) {
+        for (const sm of rm.scopeMetrics) {
+          for (const m of sm.metrics) if (m.name === 'messaging.client.consumed.messages') temporalities.add((m.sum as { aggregationTemporality: unknown }).aggregationTemporality);
+        }
+      }
+    }
+    expect([...temporalities]).toEqual([1]); // AGGREGATION_TEMPORALITY_DELTA
+    const points = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter((p) => p.attributes['messaging.destination.name'] === name);
+    expect(points.length).toBeGreaterThan(1); // several exports: deltas, not one cumulative value
+    expect(points.reduce((sum, p) => sum + p.value, 0)).toBe(3);
   });
 
   it.each([

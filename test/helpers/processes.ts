@@ -117,6 +117,9 @@ export interface OtlpAttribute {
 export interface OtlpSpan {
   name: string;
   kind: number;
+  spanId: string;
+  parentSpanId?: string;
+  status?: { code?: number };
   attributes?: OtlpAttribute[];
 }
 export interface OtlpTraces {

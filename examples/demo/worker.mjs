@@ -14,6 +14,7 @@
 // workers run one long job each for the whole run: busy time must read N), DEMO_BUSY_JOB_S.
 import { setTimeout as wait } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 
 const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const connection = {
@@ -84,6 +85,15 @@ const processors = {
 const concurrency = { emails: 10, reports: 4, webhooks: 5, busy: busyWorkers };
 const names = Object.keys(processors).filter((q) => q !== 'busy' || busyWorkers > 0);
 
+// One demo per prefix at a time: a second one would obliterate the first one's queues under it.
+const lease = new Redis(connection);
+const leaseKey = `${prefix}:demo-lease`;
+if ((await lease.set(leaseKey, String(process.pid), 'PX', 10_000, 'NX')) !== 'OK') {
+  console.error(`demo: another demo (pid ${await lease.get(leaseKey)}) is running on this Redis under the prefix "${prefix}"; stop it, or set DEMO_PREFIX`);
+  process.exit(1);
+}
+const renew = setInterval(() => void lease.set(leaseKey, String(process.pid), 'PX', 10_000).catch(() => {}), 3_000);
+
 const queues = Object.fromEntries(names.map((name) => [name, new Queue(name, { connection, prefix })]));
 for (const queue of Object.values(queues)) {
   queue.on('error', (error) => console.error(`demo: queue ${queue.name}: ${error.message}`));
@@ -131,6 +141,9 @@ async function stop(signal) {
   // Long jobs would hold close() up; the demo does not need them to finish.
   await Promise.all(workers.map((w) => w.close(true)));
   await Promise.all(Object.values(queues).map((q) => q.close()));
+  clearInterval(renew);
+  await lease.del(leaseKey);
+  lease.disconnect();
   // Closing everything lets the event loop drain: register flushes telemetry and the process ends.
 }
 process.on('SIGINT', () => void stop('SIGINT'));

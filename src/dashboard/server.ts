@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type DiagLogger, diag as globalDiag } from '@opentelemetry/api';
 import { selfUrl } from '../self-url.js';
+import { METRIC_QUEUE_JOB_BUSY_TIME } from '../semconv.js';
 import { type Collection, DashboardModel, type PointLike } from './model.js';
 
 /** The part of an OpenTelemetry SDK `MetricReader` (2.x or 3.x) the dashboard uses. */
@@ -73,9 +74,12 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
     if (collecting) return;
     collecting = true;
     try {
+      const started = Date.now();
       const { resourceMetrics, errors } = await reader.collect();
       for (const error of errors) diag.debug('queue-otel dashboard: collection error', error);
-      model.add(Date.now(), byName(resourceMetrics.scopeMetrics));
+      // Rates divide by the time between collections: take it from the SDK's own timestamp of the
+      // observation (a point's endTime), not from when collect() resolved, which jitters.
+      model.add(observedAt(resourceMetrics.scopeMetrics) ?? started, byName(resourceMetrics.scopeMetrics));
     } catch (error) {
       // Before the SDK registers the reader, collect() throws; later, a failure is reported only.
       diag.debug('queue-otel dashboard: collection failed', error);
@@ -146,6 +150,18 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** When the busy-time counter was observed in this collection, unix milliseconds. */
+function observedAt(scopes: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }>): number | undefined {
+  for (const scope of scopes) {
+    for (const metric of scope.metrics) {
+      if (metric.descriptor.name !== METRIC_QUEUE_JOB_BUSY_TIME) continue;
+      const end = (metric.dataPoints[0] as { endTime?: [number, number] } | undefined)?.endTime;
+      if (Array.isArray(end) && end.length === 2) return end[0] * 1000 + end[1] / 1e6;
+    }
+  }
+  return undefined;
 }
 
 function byName(scopes: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }>): Collection {

@@ -58,19 +58,28 @@ interface Entry {
   wasLeader: boolean;
   leader: boolean;
   failing: boolean;
+  /** The next read, while collections keep happening. */
+  timer: NodeJS.Timeout | undefined;
 }
 
 const ZERO_COUNTS = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
 
+/** Reads stop when no collection has happened for this long (a reader shut down); the next resumes them. */
+const IDLE_MS = 10 * 60_000;
+
 /**
  * Queue depth by state and the oldest ages, read at most once per interval per queue however
  * many collections happen, by one process of the cluster (the lease holder), never blocking a
- * collection: reads start at collection time when due and report at the next collection, and a
- * read that fails or times out leaves the state metrics out (not zero) until one succeeds.
+ * collection. Reads run on a timer, once per interval per queue, while collections keep
+ * happening: a collection reports the latest reading, at most one interval old, and never waits
+ * for Redis. (Reading when a collection finds the values due, and reporting at the next one,
+ * would show every scrape the state of the previous scrape.) A read that fails or times out
+ * leaves the state metrics out (not zero) until one succeeds.
  */
 export class QueueStats {
   private readonly entries = new Map<string, Entry>();
   readonly owner = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  private lastCollectAt = -Infinity;
 
   constructor(
     private readonly options: () => QueueStatsOptions,
@@ -93,6 +102,7 @@ export class QueueStats {
       wasLeader: false,
       leader: false,
       failing: false,
+      timer: undefined,
     };
     this.entries.set(queue, entry);
     this.refresh(queue, entry, Date.now()); // so the first collection has values
@@ -102,13 +112,15 @@ export class QueueStats {
     return this.entries.has(queue);
   }
 
-  /** Called by each collection: starts due reads, returns what to report now. */
+  /** Called by each collection: returns what to report now, and keeps the reads going. */
   collect(): QueueStateReport[] {
     const now = Date.now();
+    this.lastCollectAt = now;
     const { intervalMs } = this.options();
     const reports: QueueStateReport[] = [];
     for (const [queue, entry] of this.entries) {
       if (now - entry.lastAttempt >= intervalMs) this.refresh(queue, entry, now);
+      else this.schedule(queue, entry, entry.lastAttempt + intervalMs - now);
       if (!entry.leader) {
         // Another process reports this queue. If this one did before, zeros replace its last
         // values, which the SDK would otherwise keep exporting and sums would count twice.
@@ -138,11 +150,36 @@ export class QueueStats {
     };
   }
 
+  /** Stops the reads (the instrumentation is disabled); the next collection resumes them. */
+  stop(): void {
+    for (const entry of this.entries.values()) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+    }
+  }
+
+  /** Whether a metric reader is collecting: reads for nobody would only load the queue's store. */
+  private collecting(now: number): boolean {
+    return now - this.lastCollectAt < Math.max(IDLE_MS, 4 * this.options().intervalMs);
+  }
+
+  /** Reads `queue` again in `delayMs`, unless a read is already scheduled. */
+  private schedule(queue: string, entry: Entry, delayMs: number): void {
+    if (entry.timer !== undefined) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      const now = Date.now();
+      if (this.entries.get(queue) === entry && this.collecting(now)) this.refresh(queue, entry, now);
+    }, delayMs);
+    entry.timer.unref();
+  }
+
   private refresh(queue: string, entry: Entry, now: number): void {
     if (entry.inFlight) return;
     const { intervalMs, timeoutMs, leader } = this.options();
     entry.inFlight = true;
     entry.lastAttempt = now;
+    if (this.collecting(now)) this.schedule(queue, entry, intervalMs);
     // The lease outlives two intervals, so a holder that dies is replaced within about two.
     const owner = leader ? this.owner : `${this.owner}-${Math.random()}`;
     let timer: NodeJS.Timeout | undefined;
@@ -160,7 +197,9 @@ export class QueueStats {
       .then(
         (reading) => {
           if (reading === null) {
-            this.entries.delete(queue); // closed here: stop reading it (watched again if reopened)
+            // Closed here: stop reading it (watched again if reopened).
+            clearTimeout(entry.timer);
+            this.entries.delete(queue);
             return;
           }
           entry.failing = false;

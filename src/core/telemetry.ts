@@ -23,6 +23,7 @@ export class QueueTelemetry {
   private instruments: Instruments | undefined;
   private tracerRef: Tracer | undefined;
   private releaseLoop: (() => void) | undefined;
+  private enabled = false;
 
   constructor(
     readonly system: string,
@@ -73,6 +74,7 @@ export class QueueTelemetry {
 
   /** Starts what runs while the instrumentation is enabled: the event-loop attribution hook. */
   start(): void {
+    this.enabled = true;
     this.stop();
     const { jobCpu, jobMemory } = this.currentConfig;
     if (!jobCpu && !jobMemory) return;
@@ -86,6 +88,13 @@ export class QueueTelemetry {
   stop(): void {
     this.releaseLoop?.();
     this.releaseLoop = undefined;
+  }
+
+  /** The instrumentation is disabled: nothing of it keeps running, and queue state is not read. */
+  disable(): void {
+    this.enabled = false;
+    this.stop();
+    this.stats.stop();
   }
 
   get tracer(): Tracer | undefined {
@@ -168,7 +177,7 @@ export class QueueTelemetry {
         if (jobMemory) result.observe(live.memoryUsage, series.heldBytes + (extra?.memoryBytes ?? 0) + memoryExtra, series.attributes);
       };
       const pendingMemory: Array<Promise<void>> = [];
-      if (this.currentConfig.queueState) {
+      if (this.currentConfig.queueState && this.enabled) {
         for (const state of this.stats.collect()) {
           for (const count of state.counts) result.observe(live.jobsCount, count.value, count.attributes);
           if (state.oldestAgeS !== undefined) result.observe(live.oldestAge, state.oldestAgeS, state.attributes);

@@ -73,7 +73,7 @@ export abstract class QueueInstrumentationBase<
   /** Restores the library's original methods and stops per-job resource attribution. */
   override disable(): void {
     super.disable();
-    this.core?.stop();
+    this.core?.disable();
   }
 
   override setTracerProvider(...args: Parameters<InstrumentationBase['setTracerProvider']>): void {

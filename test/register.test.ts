@@ -203,6 +203,33 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
   });
 });
 
+describe('sandboxed processors under register', () => {
+  it.each([['child process', 'false'], ['worker thread', 'true']])(
+    'the %s inherits the preload flag but starts no second SDK: one span, no port taken twice',
+    async (_label, threads) => {
+      const name = queue('reg-sandbox');
+      const port = await freePort();
+      const child = start(['--require', 'queue-otel/register'], 'test/fixtures/register/sandbox-app.cjs', {
+        QUEUE: name,
+        THREADS: threads,
+        OTEL_LOG_LEVEL: 'warn',
+        OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+        OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+        OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+        QUEUE_OTEL_DASHBOARD_PORT: '0',
+        ...otlp({ OTEL_METRICS_EXPORTER: 'prometheus,otlp' }),
+      });
+      const [line] = await child.waitFor(/JOBS_DONE .*/);
+      expect(JSON.parse(line.slice('JOBS_DONE '.length)).doubled).toBe(42);
+      child.kill('SIGTERM');
+      await child.exited;
+      expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+      expect(child.stderr()).not.toMatch(/EADDRINUSE/);
+      expect(child.stderr().match(/live dashboard on/g)).toHaveLength(1);
+    },
+  );
+});
+
 describe('node --import queue-otel/register (ES module app)', () => {
   it("instruments a static `import { Worker } from 'bullmq'` and serves Prometheus metrics", async () => {
     const name = queue('reg-esm');

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import * as nodeModule from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import { DiagConsoleLogger, DiagLogLevel, diag, metrics, trace } from '@opentelemetry/api';
 import { type Instrumentation, registerInstrumentations } from '@opentelemetry/instrumentation';
 import { type Dashboard, type MetricReaderClass, createDashboard } from '../dashboard/server.js';
@@ -48,6 +49,12 @@ export function startFromEnvironment(env: Env = process.env): RegisterState {
 function start(env: Env): RegisterState {
   const settings = readSettings(env);
   if (/^true$/i.test(env.OTEL_SDK_DISABLED?.trim() ?? '')) {
+    return { mode: 'disabled', dashboard: undefined, shutdown: async () => {} };
+  }
+  if (!isMainThread || isQueueSandbox()) {
+    // Preload flags reach worker threads and BullMQ's sandbox processes (they inherit execArgv).
+    // The main process already makes the spans and metrics of sandboxed jobs; a second SDK here
+    // would only duplicate them and fight over the Prometheus and dashboard ports.
     return { mode: 'disabled', dashboard: undefined, shutdown: async () => {} };
   }
   if (env.OTEL_LOG_LEVEL === undefined || env.OTEL_LOG_LEVEL.trim() === '') {
@@ -124,6 +131,11 @@ function start(env: Env): RegisterState {
     await dashboard?.close();
   }, flush);
   return { mode: 'sdk', dashboard, shutdown };
+}
+
+/** Whether this process is one of BullMQ's sandboxed-processor child processes. */
+function isQueueSandbox(): boolean {
+  return /[\\/]bullmq[\\/]dist[\\/](cjs|esm)[\\/]classes[\\/]main(-worker)?\.js$/.test(process.argv[1] ?? '');
 }
 
 function sdkAlreadyRegistered(): boolean {

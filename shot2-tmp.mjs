@@ -1,0 +1,13 @@
+import { chromium } from 'playwright-core';
+import { mkdtempSync } from 'node:fs';
+const dir = mkdtempSync('/tmp/chr-');
+const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1440, height: 1130 }, args: ['--no-sandbox','--disable-gpu','--disable-quic','--no-first-run','--disable-background-networking','--disable-component-update','--disable-sync'] });
+const page = await ctx.newPage();
+page.on('pageerror', e => console.log('pageerror:', e.message));
+await page.goto(process.argv[2]);
+await page.waitForTimeout(3000);
+await page.locator('nav button[data-q="' + (process.argv[4] ?? 'reports') + '"]').click();
+await page.waitForTimeout(1500);
+await page.mouse.move(5, 5);
+await page.screenshot({ path: process.argv[3] });
+await ctx.close();

@@ -131,19 +131,33 @@ every(250, () =>
 
 console.log(`demo: worker running (pid ${process.pid}): queues ${names.join(', ')} under prefix "${prefix}"`);
 
-let stopping = false;
+let stopping = 0;
+let step = 'closing workers';
 async function stop(signal) {
-  if (stopping) return;
-  stopping = true;
+  if (stopping) {
+    // A second Ctrl-C: do not wait any longer. (Ctrl-C reaches this process and the launcher,
+    // which forwards it: signals within a second of the first are that same Ctrl-C.)
+    if (Date.now() - stopping < 1000) return;
+    console.log(`demo: ${signal} again: exiting now (while ${step})`);
+    process.exit(130);
+  }
+  stopping = Date.now();
   console.log(`demo: ${signal ?? 'time is up'}: closing workers`);
+  setTimeout(() => {
+    console.log(`demo: still ${step} after 15 s; exiting`);
+    process.exit(1);
+  }, 15_000).unref();
   for (const t of timers) clearInterval(t);
   stopped.abort();
   // Long jobs would hold close() up; the demo does not need them to finish.
   await Promise.all(workers.map((w) => w.close(true)));
+  step = 'closing queues';
   await Promise.all(Object.values(queues).map((q) => q.close()));
+  step = 'releasing the demo lease';
   clearInterval(renew);
   await lease.del(leaseKey);
   lease.disconnect();
+  step = 'flushing telemetry';
   // Closing everything lets the event loop drain: register flushes telemetry and the process ends.
 }
 process.on('SIGINT', () => void stop('SIGINT'));

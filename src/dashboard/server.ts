@@ -115,12 +115,14 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
         return;
       }
+      const body = asset(file); // before the head: a failed read must still get an answer
       res
         .writeHead(200, { 'content-type': TYPES[file.split('.').pop() ?? ''] ?? 'application/octet-stream', 'cache-control': 'no-cache' })
-        .end(asset(file));
+        .end(body);
     } catch (error) {
       diag.error('queue-otel dashboard: request failed', error);
-      if (!res.headersSent) res.writeHead(500).end();
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end('queue-otel dashboard: internal error\n');
     }
   });
   server.keepAliveTimeout = 5000;

@@ -8,7 +8,8 @@
 //    peer-dependency warning in npm's output, a failing install or a failing `npm ls --all` fails
 //    both of the scenario's checks.
 // 3. Runs app.cjs and app.mjs in that project: a real NodeSDK with BullMQInstrumentation, one job
-//    through a real Worker on the local Redis, and asserts spans, return value and a metric.
+//    through a real Worker on the local Redis, and asserts spans, return value and a metric, and
+//    that queue-otel/dashboard's reader, beside the app's, serves the queue in its snapshot.
 // 4. Runs two zero-code apps with no OpenTelemetry code, `node --require queue-otel/register` and
 //    `node --import queue-otel/register` (a static import of bullmq): the Prometheus endpoint
 //    register started shows the job, and on SIGTERM the console exporter prints the process span
@@ -160,10 +161,12 @@ const info = {};
 async function main() {
   const spans = new InMemorySpanExporter();
   const reader = new CollectingReader();
+  // queue-otel/dashboard: its reader beside the app's own, in the app's SDK.
+  const dashboard = createQueueDashboard({ port: 0 });
   const sdk = new NodeSDK({
     instrumentations: [new BullMQInstrumentation()],
     traceExporter: spans,
-    metricReaders: [reader],
+    metricReaders: [reader, dashboard.reader],
   });
   sdk.start();
 
@@ -225,6 +228,12 @@ async function main() {
     if (!(await poll(findPoint, 5000))) {
       failures.push('no data point of ' + METRIC + ' with value 1 and queue.job.outcome=completed');
     }
+    const dashboardUrl = await dashboard.ready;
+    const inSnapshot = async () => {
+      const snapshot = await (await fetch(dashboardUrl + 'api/snapshot')).json();
+      return snapshot.queues.some((q) => q.name === name && q.concurrency.some((c) => c === 1));
+    };
+    if (!(await poll(inSnapshot, 8000))) failures.push('the dashboard snapshot has no concurrency 1 for queue ' + name);
   } catch (error) {
     failures.push('error: ' + (error && error.stack ? error.stack : String(error)));
   } finally {
@@ -236,6 +245,7 @@ async function main() {
       failures.push('cleanup: ' + String(error));
     }
     await sdk.shutdown().catch((error) => failures.push('sdk.shutdown: ' + String(error)));
+    await dashboard.close();
   }
   console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: failures.length === 0, failures: [...new Set(failures)], info }));
   process.exitCode = failures.length === 0 ? 0 : 1;
@@ -264,6 +274,7 @@ const { NodeSDK } = require('@opentelemetry/sdk-node');
 const { InMemorySpanExporter } = require(${JSON.stringify(tracePackage)});
 const { MetricReader } = require('@opentelemetry/sdk-metrics');
 const { BullMQInstrumentation } = require('queue-otel');
+const { createQueueDashboard } = require('queue-otel/dashboard');
 
 const loadBullmq = async () => require('bullmq');
 const resolveFrom = (id) => require.resolve(id);
@@ -280,6 +291,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter } from ${JSON.stringify(tracePackage)};
 import { MetricReader } from '@opentelemetry/sdk-metrics';
 import { BullMQInstrumentation } from 'queue-otel';
+import { createQueueDashboard } from 'queue-otel/dashboard';
 
 const loadBullmq = () => import('bullmq');
 const resolveFrom = (id) => fileURLToPathSafe(import.meta.resolve(id));

@@ -142,6 +142,7 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
       ...otlp(),
     });
     await child.waitFor(/JOBS_DONE/);
+    await sleep(300); // the 'completed' event comes just before the attempt's span ends
     child.kill('SIGTERM');
     await child.exited;
     const consumed = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter(
@@ -221,6 +222,7 @@ describe('sandboxed processors under register', () => {
       });
       const [line] = await child.waitFor(/JOBS_DONE .*/);
       expect(JSON.parse(line.slice('JOBS_DONE '.length)).doubled).toBe(42);
+      await sleep(300); // the 'completed' event comes just before the attempt's span ends
       child.kill('SIGTERM');
       await child.exited;
       expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);

@@ -62,12 +62,15 @@ function start(env: Env): RegisterState {
     // OTEL_LOG_LEVEL says otherwise; NodeSDK applies OTEL_LOG_LEVEL itself when it is set.
     diag.setLogger(new DiagConsoleLogger(), { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true });
   }
-  if (settings.esmHook) registerEsmHook(env);
+  const autoLater = autoInstrumentationsRegisterFollows(env);
+  const attach = sdkAlreadyRegistered() || autoLater;
+  // Without an SDK to join, sdk-node must be there: say so before anything is patched.
+  const sdkPath = attach ? undefined : resolveSdkNode();
 
+  if (settings.esmHook) registerEsmHook(env);
   const instrumentations = getQueueInstrumentations(settings.instrumentation) as unknown as Instrumentation[];
 
-  const autoLater = autoInstrumentationsRegisterFollows(env);
-  if (sdkAlreadyRegistered() || autoLater) {
+  if (sdkPath === undefined) {
     // Another SDK is (or is about to be) the process's SDK: add the instrumentations to it rather
     // than start a second one. Spans go through the global tracer provider's proxy at once.
     registerInstrumentations({ instrumentations });
@@ -90,13 +93,6 @@ function start(env: Env): RegisterState {
     return { mode: 'attached', dashboard: undefined, shutdown: async () => {} };
   }
 
-  const requireHere = createRequire(selfUrl);
-  let sdkPath: string;
-  try {
-    sdkPath = requireHere.resolve('@opentelemetry/sdk-node');
-  } catch {
-    throw new Error(SDK_MISSING);
-  }
   // Exporters and sdk-metrics as the application's sdk-node resolves them: its own dependencies.
   const requireSdk = createRequire(sdkPath);
   const { NodeSDK } = requireSdk(sdkPath) as {
@@ -136,6 +132,15 @@ function start(env: Env): RegisterState {
 /** Whether this process is one of BullMQ's sandboxed-processor child processes. */
 function isQueueSandbox(): boolean {
   return /[\\/]bullmq[\\/]dist[\\/](cjs|esm)[\\/]classes[\\/]main(-worker)?\.js$/.test(process.argv[1] ?? '');
+}
+
+/** Where the application's @opentelemetry/sdk-node is, as queue-otel resolves it. */
+function resolveSdkNode(): string {
+  try {
+    return createRequire(selfUrl).resolve('@opentelemetry/sdk-node');
+  } catch {
+    throw new Error(SDK_MISSING);
+  }
 }
 
 function sdkAlreadyRegistered(): boolean {

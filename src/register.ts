@@ -1,9 +1,19 @@
 /**
- * Reserved for zero-code start (`node --import queue-otel/register`), which is not in this
- * release yet. Loading it changes nothing; it says so once, so nobody believes they are traced.
+ * Zero-code start: `node --require queue-otel/register app.js` or
+ * `node --import queue-otel/register app.mjs` starts the OpenTelemetry Node SDK with every
+ * queue-otel instrumentation, configured by the standard `OTEL_*` environment variables and
+ * queue-otel's `QUEUE_OTEL_*` ones (see README, "Zero-code start"). Importing it from code does
+ * the same, once per process.
  */
-process.emitWarning(
-  'queue-otel/register does not start OpenTelemetry yet in this version; construct BullMQInstrumentation in your SDK setup (see README).',
-  { code: 'QUEUE_OTEL_REGISTER_NOT_AVAILABLE' },
-);
-export {};
+import { registerState, startFromEnvironment } from './register/start.js';
+
+startFromEnvironment();
+
+/**
+ * Shuts the SDK that register started down, flushing spans and metrics (once; later calls wait
+ * for the same). For an application that ends itself with `process.exit()`:
+ * `await shutdown(); process.exit(0);`. Does nothing when register joined another SDK.
+ */
+export function shutdown(): Promise<void> {
+  return registerState()?.shutdown() ?? Promise.resolve();
+}

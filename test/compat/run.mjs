@@ -8,13 +8,19 @@
 //    peer-dependency warning in npm's output, a failing install or a failing `npm ls --all` fails
 //    both of the scenario's checks.
 // 3. Runs app.cjs and app.mjs in that project: a real NodeSDK with BullMQInstrumentation, one job
-//    through a real Worker on the local Redis, and asserts spans, return value and a metric.
+//    through a real Worker on the local Redis, and asserts spans, return value and a metric, and
+//    that queue-otel/dashboard's reader, beside the app's, serves the queue in its snapshot.
+// 4. Runs two zero-code apps with no OpenTelemetry code, `node --require queue-otel/register` and
+//    `node --import queue-otel/register` (a static import of bullmq): the Prometheus endpoint
+//    register started shows the job, and on SIGTERM the console exporter prints the process span
+//    before the process dies by the signal.
 //
 // Prints `compat: <scenario> <cjs|esm> ok|FAIL ...` per check and `N passed, N failed` at the end;
 // exits 1 if any check failed. Needs Redis (REDIS_URL, default redis://127.0.0.1:6379) and the
 // npm registry. QO_COMPAT_KEEP=1 keeps the temp dir for inspection.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +57,16 @@ const SCENARIOS = [
     // OTel JS 3.x: sdk-trace-base is gone; InMemorySpanExporter lives in sdk-trace.
     tracePackage: '@opentelemetry/sdk-trace',
     bullmqMajor: 6,
+  },
+  {
+    // A 2.x project that wires its SDK by hand, without sdk-node: installing queue-otel must add
+    // no peer conflict (sdk-node is an optional peer, not a dependency: as a dependency npm picks
+    // 0.30x, whose peer is api 1.10, and warns ERESOLVE here), and register must say what is missing.
+    name: 'otel-2.x-without-sdk-node',
+    deps: ['@opentelemetry/api@1.9.0', '@opentelemetry/sdk-trace-base@^2', '@opentelemetry/sdk-metrics@^2', 'bullmq@^5', 'ioredis@^5'],
+    tracePackage: '@opentelemetry/sdk-trace-base',
+    bullmqMajor: 5,
+    withoutSdkNode: true,
   },
 ];
 
@@ -145,10 +161,12 @@ const info = {};
 async function main() {
   const spans = new InMemorySpanExporter();
   const reader = new CollectingReader();
+  // queue-otel/dashboard: its reader beside the app's own, in the app's SDK.
+  const dashboard = createQueueDashboard({ port: 0 });
   const sdk = new NodeSDK({
     instrumentations: [new BullMQInstrumentation()],
     traceExporter: spans,
-    metricReaders: [reader],
+    metricReaders: [reader, dashboard.reader],
   });
   sdk.start();
 
@@ -210,6 +228,12 @@ async function main() {
     if (!(await poll(findPoint, 5000))) {
       failures.push('no data point of ' + METRIC + ' with value 1 and queue.job.outcome=completed');
     }
+    const dashboardUrl = await dashboard.ready;
+    const inSnapshot = async () => {
+      const snapshot = await (await fetch(dashboardUrl + 'api/snapshot')).json();
+      return snapshot.queues.some((q) => q.name === name && q.concurrency.some((c) => c === 1));
+    };
+    if (!(await poll(inSnapshot, 8000))) failures.push('the dashboard snapshot has no concurrency 1 for queue ' + name);
   } catch (error) {
     failures.push('error: ' + (error && error.stack ? error.stack : String(error)));
   } finally {
@@ -221,6 +245,7 @@ async function main() {
       failures.push('cleanup: ' + String(error));
     }
     await sdk.shutdown().catch((error) => failures.push('sdk.shutdown: ' + String(error)));
+    await dashboard.close();
   }
   console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: failures.length === 0, failures: [...new Set(failures)], info }));
   process.exitCode = failures.length === 0 ? 0 : 1;
@@ -249,6 +274,7 @@ const { NodeSDK } = require('@opentelemetry/sdk-node');
 const { InMemorySpanExporter } = require(${JSON.stringify(tracePackage)});
 const { MetricReader } = require('@opentelemetry/sdk-metrics');
 const { BullMQInstrumentation } = require('queue-otel');
+const { createQueueDashboard } = require('queue-otel/dashboard');
 
 const loadBullmq = async () => require('bullmq');
 const resolveFrom = (id) => require.resolve(id);
@@ -265,6 +291,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter } from ${JSON.stringify(tracePackage)};
 import { MetricReader } from '@opentelemetry/sdk-metrics';
 import { BullMQInstrumentation } from 'queue-otel';
+import { createQueueDashboard } from 'queue-otel/dashboard';
 
 const loadBullmq = () => import('bullmq');
 const resolveFrom = (id) => fileURLToPathSafe(import.meta.resolve(id));
@@ -275,6 +302,107 @@ ${APP_BODY}`;
 }
 
 // ---------------------------------------------------------------------------------------------
+// Zero-code apps: no OpenTelemetry code at all, started with `node --require queue-otel/register`
+// or `node --import queue-otel/register` (a static import of bullmq in the ESM one). Register
+// reads OTEL_METRICS_EXPORTER=prometheus and OTEL_TRACES_EXPORTER=console from the environment.
+
+const REGISTER_BODY = String.raw`
+const url = new URL(process.env.REDIS_URL || 'redis://127.0.0.1:6379');
+const connection = { host: url.hostname, port: Number(url.port || 6379), maxRetriesPerRequest: null };
+const name = 'qo-compat-reg-' + randomUUID().slice(0, 8);
+const failures = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const queue = new Queue(name, { connection });
+  const worker = new Worker(name, async () => 42, { connection });
+  const done = new Promise((resolve, reject) => {
+    worker.on('completed', (job, result) => resolve(result));
+    worker.on('failed', (job, error) => reject(error));
+  });
+  await queue.add('compat', {});
+  const timer = setTimeout(() => failures.push('the job did not complete within 20 s'), 20000);
+  const result = await done;
+  clearTimeout(timer);
+  if (result !== 42) failures.push('result ' + JSON.stringify(result) + ', expected 42');
+  // The Prometheus endpoint register started from OTEL_EXPORTER_PROMETHEUS_PORT.
+  let line;
+  for (let i = 0; i < 25 && !line; i++) {
+    const text = await (await fetch('http://127.0.0.1:' + process.env.OTEL_EXPORTER_PROMETHEUS_PORT + '/metrics')).text();
+    line = text.split('\n').find((l) => l.startsWith('messaging_client_consumed_messages_total{') && l.includes('"' + name + '"') && l.includes('queue_job_outcome="completed"') && l.endsWith(' 1'));
+    if (!line) await sleep(200);
+  }
+  if (!line) failures.push('no messaging_client_consumed_messages_total{...' + name + '..., queue_job_outcome="completed"} 1 on /metrics');
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: failures.length === 0, failures, info: { queue: name } }));
+  // Stopped like a worker in production: register flushes the spans (console exporter), then the
+  // process dies by the signal as it would without instrumentation.
+  process.kill(process.pid, 'SIGTERM');
+}
+main().catch((error) => {
+  console.log('QO_COMPAT_RESULT ' + JSON.stringify({ ok: false, failures: ['error: ' + (error && error.stack)], info: { queue: name } }));
+  process.exit(1);
+});
+`;
+
+const REGISTER_APPS = [
+  {
+    name: 'register-cjs',
+    file: 'register-app.cjs',
+    nodeArgs: ['--require', 'queue-otel/register'],
+    source: `'use strict';\n// No OpenTelemetry code: node --require queue-otel/register register-app.cjs\nconst { randomUUID } = require('node:crypto');\nconst { Queue, Worker } = require('bullmq');\n${REGISTER_BODY}`,
+  },
+  {
+    name: 'register-esm',
+    file: 'register-app.mjs',
+    nodeArgs: ['--import', 'queue-otel/register'],
+    source: `// No OpenTelemetry code, a static import: node --import queue-otel/register register-app.mjs\nimport { randomUUID } from 'node:crypto';\nimport { Queue, Worker } from 'bullmq';\n${REGISTER_BODY}`,
+  },
+];
+
+function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** Runs one zero-code app; it must report ok, print its process span, and die by SIGTERM. */
+async function runRegisterApp(dir, scenario, app, record) {
+  const label = `${scenario.name} ${app.name}`;
+  const port = await freePort();
+  const r = run(process.execPath, [...app.nodeArgs, app.file], {
+    cwd: dir,
+    timeout: APP_TIMEOUT_MS,
+    env: childEnv({
+      OTEL_SERVICE_NAME: 'qo-compat',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      OTEL_TRACES_EXPORTER: 'console',
+      OTEL_LOGS_EXPORTER: 'none',
+    }),
+  });
+  const result = parseResult(r.stdout);
+  const queue = result?.info?.queue;
+  const problems = [...(result?.failures ?? [])];
+  if (!result) problems.push(`no result line, ${describeExit(r)}`);
+  if (queue && !r.stdout.includes(`process ${queue}`)) problems.push(`no "process ${queue}" span printed by the console exporter before exit`);
+  if (r.signal !== 'SIGTERM') problems.push(`expected to die by SIGTERM after flushing, got ${describeExit(r)}`);
+  const ok = problems.length === 0;
+  record(label, ok, ok ? `${r.seconds}s, span flushed on SIGTERM, Prometheus endpoint served` : problems[0].split('\n')[0]);
+  if (!ok) {
+    console.log(`    command: (cd ${dir} && node ${[...app.nodeArgs, app.file].join(' ')}) -> ${describeExit(r)} in ${r.seconds}s`);
+    console.log(indent(problems.join('\n')));
+    console.log(`    output:\n${indent(r.output)}`);
+  }
+}
 
 function parseResult(output) {
   const line = output.split('\n').reverse().find((l) => l.startsWith('QO_COMPAT_RESULT '));
@@ -288,7 +416,7 @@ function parseResult(output) {
 
 const PEER_PROBLEM = /ERESOLVE|peer dep|conflicting peer|could not resolve dependency|unmet peer|invalid peer/i;
 
-function main() {
+async function main() {
   const started = Date.now();
   const results = [];
   const record = (label, ok, detail) => {
@@ -301,7 +429,7 @@ function main() {
     const b = run('npm', ['run', 'build']);
     if (!b.ok) {
       console.log(`compat: build failed (${describeExit(b)})\n${indent(b.output)}`);
-      console.log(`0 passed, ${SCENARIOS.length * MODULE_SYSTEMS.length} failed`);
+      console.log(`0 passed, ${SCENARIOS.length * (MODULE_SYSTEMS.length + REGISTER_APPS.length)} failed`);
       process.exit(1);
     }
   }
@@ -313,7 +441,7 @@ function main() {
     const tarballs = readdirSync(tmp).filter((f) => f.endsWith('.tgz'));
     if (!pack.ok || tarballs.length !== 1) {
       console.log(`compat: npm pack failed (${describeExit(pack)}, tarballs: ${tarballs.join(', ') || 'none'})\n${indent(pack.output)}`);
-      console.log(`0 passed, ${SCENARIOS.length * MODULE_SYSTEMS.length} failed`);
+      console.log(`0 passed, ${SCENARIOS.length * (MODULE_SYSTEMS.length + REGISTER_APPS.length)} failed`);
       process.exitCode = 1;
       return;
     }
@@ -329,6 +457,7 @@ function main() {
       );
       writeFileSync(join(dir, 'app.cjs'), cjsApp(scenario.tracePackage));
       writeFileSync(join(dir, 'app.mjs'), esmApp(scenario.tracePackage));
+      for (const app of REGISTER_APPS) writeFileSync(join(dir, app.file), app.source);
 
       const install = run('npm', ['install', '--no-audit', '--no-fund', ...scenario.deps, tarball], { cwd: dir });
       const peerLines = install.output.split('\n').filter((l) => PEER_PROBLEM.test(l));
@@ -350,10 +479,24 @@ function main() {
       if (installProblem) {
         const detail = peerLines.length > 0 ? peerLines.join('\n') : (ls && !ls.ok ? ls.output : install.output);
         console.log(`compat: ${scenario.name} install problem: ${installProblem}\n${indent(detail)}`);
-        for (const ms of MODULE_SYSTEMS) record(`${scenario.name} ${ms.name}`, false, installProblem);
+        if (scenario.withoutSdkNode) record(`${scenario.name} install`, false, installProblem);
+        for (const ms of scenario.withoutSdkNode ? [] : MODULE_SYSTEMS) record(`${scenario.name} ${ms.name}`, false, installProblem);
+        for (const app of scenario.withoutSdkNode ? [] : REGISTER_APPS) record(`${scenario.name} ${app.name}`, false, installProblem);
         continue;
       }
 
+      if (scenario.withoutSdkNode) {
+        const r = run(process.execPath, ['--require', 'queue-otel/register', 'register-app.cjs'], {
+          cwd: dir,
+          timeout: APP_TIMEOUT_MS,
+          env: childEnv({ OTEL_METRICS_EXPORTER: 'none', OTEL_TRACES_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none' }),
+        });
+        const said = /queue-otel\/register needs @opentelemetry\/sdk-node, which is not installed: npm install @opentelemetry\/sdk-node/.test(r.output);
+        const ok = r.status === 1 && said;
+        record(`${scenario.name} register says sdk-node is missing`, ok, ok ? `${r.seconds}s, exit 1 with the install command` : describeExit(r));
+        if (!ok) console.log(`    output:\n${indent(r.output)}`);
+        continue;
+      }
       for (const ms of MODULE_SYSTEMS) {
         const label = `${scenario.name} ${ms.name}`;
         const app = run(process.execPath, [...ms.nodeArgs, ms.file], {
@@ -375,6 +518,7 @@ function main() {
           console.log(`    output:\n${indent(app.output)}`);
         }
       }
+      for (const app of REGISTER_APPS) await runRegisterApp(dir, scenario, app, record);
     }
   } finally {
     if (process.env.QO_COMPAT_KEEP === '1') console.log(`compat: kept ${tmp}`);
@@ -405,4 +549,4 @@ function shortPath(p) {
   return i >= 0 ? p.slice(i + 'node_modules/'.length) : p;
 }
 
-main();
+await main();

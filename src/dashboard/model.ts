@@ -1,0 +1,370 @@
+import {
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_SYSTEM,
+  ATTR_QUEUE_JOB_NAME,
+  ATTR_QUEUE_JOB_OUTCOME,
+  ATTR_QUEUE_JOB_STATE,
+  METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES,
+  METRIC_QUEUE_FAILED_OLDEST_AGE,
+  METRIC_QUEUE_JOB_ACTIVE,
+  METRIC_QUEUE_JOB_BUSY_TIME,
+  METRIC_QUEUE_JOB_CPU_TIME,
+  METRIC_QUEUE_JOB_MEMORY_USAGE,
+  METRIC_QUEUE_JOB_RUNNING_OLDEST,
+  METRIC_QUEUE_JOB_WAIT_DURATION,
+  METRIC_QUEUE_JOBS_COUNT,
+  METRIC_QUEUE_OLDEST_AGE,
+  METRIC_QUEUE_WORKER_CONCURRENCY,
+} from '../semconv.js';
+
+/** A data point as the OpenTelemetry SDK's metric readers collect it (2.x and 3.x alike). */
+export interface PointLike {
+  attributes: Record<string, unknown>;
+  value: number | HistogramLike;
+}
+
+export interface HistogramLike {
+  buckets: { boundaries: number[]; counts: number[] };
+  count: number;
+}
+
+/** One collection: data points by metric name (cumulative temporality). */
+export type Collection = ReadonlyMap<string, readonly PointLike[]>;
+
+type Value = number | null;
+type Lines = Record<string, Value[]>;
+
+/** What the page draws for one queue: every array is aligned with {@link Snapshot.t}. */
+export interface QueueView {
+  name: string;
+  system: string;
+  /** Busy workers (busy-seconds per second) by job name. */
+  busy: Lines;
+  /** Concurrency limit of this process's workers. */
+  concurrency: Value[];
+  /** CPU by job name, in cores (CPU-seconds per second). */
+  cpu: Lines;
+  /** Memory held by running jobs by job name, bytes. */
+  memory: Lines;
+  /** Attempts ended per second by outcome (completed, retried, failed). */
+  throughput: Lines;
+  /** Wait time quantiles over the last {@link WINDOW_S} seconds, seconds (null: no job started). */
+  wait: { p50: Value[]; p95: Value[] };
+  /** Jobs in the queue by state. */
+  depth: Lines;
+  /** Oldest ready job's wait, oldest dead letter's age, longest-running job, seconds. */
+  age: { waiting: Value[]; failed: Value[]; running: Value[] };
+  /** Latest figures by job name, for the table. */
+  jobs: JobRow[];
+}
+
+export interface JobRow {
+  name: string;
+  busy: Value;
+  active: Value;
+  cpu: Value;
+  memory: Value;
+  /** Attempts ended per second over the window, by outcome. */
+  completed: Value;
+  retried: Value;
+  failed: Value;
+  waitP50: Value;
+  waitP95: Value;
+  runningOldest: Value;
+}
+
+export interface Snapshot {
+  /** Collection times, unix seconds. */
+  t: number[];
+  intervalS: number;
+  windowS: number;
+  queues: QueueView[];
+}
+
+/** Quantiles and per-second rates of counters are taken over this many seconds. */
+export const WINDOW_S = 30;
+
+const OUTCOMES = ['completed', 'retried', 'failed'] as const;
+
+interface Cumulative {
+  busy: Map<string, number>;
+  cpu: Map<string, number>;
+  /** `${job}\0${outcome}` -> attempts ended. */
+  consumed: Map<string, number>;
+  /** Wait histogram merged by job name, and for the whole queue under ''. */
+  wait: Map<string, { boundaries: number[]; counts: number[] }>;
+}
+
+interface QueueState {
+  name: string;
+  system: string;
+  view: QueueView;
+  /** Cumulative readings of past collections, oldest first, within the window (for rates). */
+  history: Array<{ t: number; c: Cumulative }>;
+  /** Whether readings were dropped from the history: until then it reaches back to the start. */
+  trimmed: boolean;
+}
+
+/**
+ * Turns the collections of an in-process metric reader into the time series the dashboard draws:
+ * rates from cumulative counters (busy time, CPU, attempts), wait quantiles from histogram bucket
+ * differences over a sliding window, gauges as they are. Keeps at most `capacity` collections.
+ */
+export class DashboardModel {
+  private readonly times: number[] = [];
+  private readonly queues = new Map<string, QueueState>();
+
+  constructor(
+    readonly intervalS: number,
+    readonly capacity = 300,
+  ) {}
+
+  /** Adds one collection taken at `timeMs` (unix milliseconds). */
+  add(timeMs: number, collection: Collection): void {
+    const t = timeMs / 1000;
+    this.times.push(t);
+    const seen = new Set<string>();
+    for (const [queue, data] of groupByQueue(collection)) {
+      seen.add(queue);
+      let state = this.queues.get(queue);
+      if (state === undefined) {
+        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [], trimmed: false };
+        this.queues.set(queue, state);
+      }
+      this.update(state, t, data);
+    }
+    for (const [queue, state] of this.queues) if (!seen.has(queue)) this.update(state, t, emptyQueueData(state.system));
+    for (const state of this.queues.values()) pad(state.view, this.times.length);
+    if (this.times.length > this.capacity) {
+      const drop = this.times.length - this.capacity;
+      this.times.splice(0, drop);
+      for (const state of this.queues.values()) trim(state.view, drop);
+    }
+  }
+
+  snapshot(): Snapshot {
+    return {
+      t: [...this.times],
+      intervalS: this.intervalS,
+      windowS: WINDOW_S,
+      queues: [...this.queues.values()].map((s) => s.view).sort((a, b) => a.name.localeCompare(b.name)),
+    };
+  }
+
+  private update(state: QueueState, t: number, data: QueueData): void {
+    const view = state.view;
+    const index = this.times.length - 1;
+    const cumulative: Cumulative = { busy: data.busy, cpu: data.cpu, consumed: data.consumed, wait: data.wait };
+    const previous = state.history.at(-1);
+    // The reading about WINDOW_S ago (or the oldest kept), for windowed rates and quantiles.
+    const windowStart = state.history.find((h) => h.t >= t - WINDOW_S - 0.001) ?? previous;
+    state.history.push({ t, c: cumulative });
+    while (state.history.length > 0 && state.history[0]!.t < t - WINDOW_S - this.intervalS * 2) {
+      state.history.shift();
+      state.trimmed = true;
+    }
+    // Histograms count from zero at the start: while the history reaches back to it, quantiles
+    // include what was recorded before the first collection too.
+    const waitBase = !state.trimmed && windowStart === state.history[0] ? undefined : windowStart;
+
+    const rate = (now: number | undefined, before: number | undefined, dt: number): Value =>
+      now === undefined || before === undefined || dt <= 0 || now < before ? null : (now - before) / dt;
+
+    set(view.concurrency, index, data.concurrency);
+    const jobs = new Set<string>([...data.busy.keys(), ...data.memory.keys(), ...data.active.keys()]);
+    for (const job of jobs) {
+      line(view.busy, job)[index] = previous ? rate(data.busy.get(job), previous.c.busy.get(job) ?? 0, t - previous.t) : null;
+      if (data.cpu.has(job)) line(view.cpu, job)[index] = previous ? rate(data.cpu.get(job), previous.c.cpu.get(job) ?? 0, t - previous.t) : null;
+      if (data.memory.has(job)) line(view.memory, job)[index] = data.memory.get(job) ?? null;
+    }
+    for (const outcome of OUTCOMES) {
+      const total = (c: Cumulative) => sumWhere(c.consumed, (k) => k.endsWith(`\0${outcome}`));
+      line(view.throughput, outcome)[index] = previous ? rate(total(cumulative), total(previous.c), t - previous.t) : null;
+    }
+    const quantiles = (key: string) => {
+      const now = data.wait.get(key);
+      if (now === undefined) return { p50: null, p95: null };
+      const before = waitBase?.c.wait.get(key);
+      const counts = now.counts.map((c, i) => c - (before?.counts[i] ?? 0));
+      return { p50: quantile(0.5, now.boundaries, counts), p95: quantile(0.95, now.boundaries, counts) };
+    };
+    const queueWait = quantiles('');
+    view.wait.p50[index] = queueWait.p50;
+    view.wait.p95[index] = queueWait.p95;
+    for (const [stateName, count] of data.depth) line(view.depth, stateName)[index] = count;
+    view.age.waiting[index] = data.oldest ?? null;
+    view.age.failed[index] = data.failedOldest ?? null;
+    view.age.running[index] = data.runningOldest.size > 0 ? Math.max(...data.runningOldest.values()) : null;
+
+    const since = windowStart && windowStart.t < t ? windowStart : undefined;
+    view.jobs = [...jobs].sort().map((job) => {
+      const q = quantiles(job);
+      const outcomeRate = (outcome: string): Value =>
+        since ? rate(data.consumed.get(`${job}\0${outcome}`) ?? 0, since.c.consumed.get(`${job}\0${outcome}`) ?? 0, t - since.t) : null;
+      return {
+        name: job,
+        busy: view.busy[job]?.[index] ?? null,
+        active: data.active.get(job) ?? null,
+        cpu: view.cpu[job]?.[index] ?? null,
+        memory: data.memory.get(job) ?? null,
+        completed: outcomeRate('completed'),
+        retried: outcomeRate('retried'),
+        failed: outcomeRate('failed'),
+        waitP50: q.p50,
+        waitP95: q.p95,
+        runningOldest: data.runningOldest.get(job) ?? null,
+      };
+    });
+  }
+}
+
+/**
+ * The `q` quantile of a histogram given its bucket upper bounds and per-bucket counts, by linear
+ * interpolation within the bucket, as Prometheus' histogram_quantile does (the last, unbounded
+ * bucket reports its lower bound). Null when the histogram is empty.
+ */
+export function quantile(q: number, boundaries: readonly number[], counts: readonly number[]): Value {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total <= 0) return null;
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i] ?? 0;
+    if (seen + c >= rank && c > 0) {
+      const lower = i === 0 ? 0 : (boundaries[i - 1] ?? 0);
+      const upper = boundaries[i];
+      if (upper === undefined) return lower;
+      return lower + ((upper - lower) * (rank - seen)) / c;
+    }
+    seen += c;
+  }
+  return boundaries.at(-1) ?? null;
+}
+
+interface QueueData {
+  system: string;
+  concurrency: number | null;
+  busy: Map<string, number>;
+  cpu: Map<string, number>;
+  memory: Map<string, number>;
+  active: Map<string, number>;
+  runningOldest: Map<string, number>;
+  consumed: Map<string, number>;
+  wait: Map<string, { boundaries: number[]; counts: number[] }>;
+  depth: Map<string, number>;
+  oldest: number | undefined;
+  failedOldest: number | undefined;
+}
+
+function emptyQueueData(system: string): QueueData {
+  return {
+    system,
+    concurrency: null,
+    busy: new Map(),
+    cpu: new Map(),
+    memory: new Map(),
+    active: new Map(),
+    runningOldest: new Map(),
+    consumed: new Map(),
+    wait: new Map(),
+    depth: new Map(),
+    oldest: undefined,
+    failedOldest: undefined,
+  };
+}
+
+/** Sorts one collection's points into per-queue readings, summing across other attributes. */
+function groupByQueue(collection: Collection): Map<string, QueueData> {
+  const queues = new Map<string, QueueData>();
+  const of = (p: PointLike): QueueData | undefined => {
+    const queue = p.attributes[ATTR_MESSAGING_DESTINATION_NAME];
+    if (typeof queue !== 'string') return undefined;
+    let data = queues.get(queue);
+    if (data === undefined) queues.set(queue, (data = emptyQueueData(String(p.attributes[ATTR_MESSAGING_SYSTEM] ?? ''))));
+    return data;
+  };
+  const job = (p: PointLike) => String(p.attributes[ATTR_QUEUE_JOB_NAME] ?? '');
+  const each = (metric: string, fn: (data: QueueData, p: PointLike, value: number) => void) => {
+    for (const p of collection.get(metric) ?? []) {
+      const data = of(p);
+      if (data !== undefined && typeof p.value === 'number') fn(data, p, p.value);
+    }
+  };
+  const add = (map: Map<string, number>, key: string, v: number) => map.set(key, (map.get(key) ?? 0) + v);
+
+  each(METRIC_QUEUE_JOB_BUSY_TIME, (d, p, v) => add(d.busy, job(p), v));
+  each(METRIC_QUEUE_JOB_CPU_TIME, (d, p, v) => add(d.cpu, job(p), v));
+  each(METRIC_QUEUE_JOB_MEMORY_USAGE, (d, p, v) => add(d.memory, job(p), v));
+  each(METRIC_QUEUE_JOB_ACTIVE, (d, p, v) => add(d.active, job(p), v));
+  each(METRIC_QUEUE_JOB_RUNNING_OLDEST, (d, p, v) => d.runningOldest.set(job(p), Math.max(v, d.runningOldest.get(job(p)) ?? 0)));
+  each(METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES, (d, p, v) => add(d.consumed, `${job(p)}\0${String(p.attributes[ATTR_QUEUE_JOB_OUTCOME])}`, v));
+  each(METRIC_QUEUE_WORKER_CONCURRENCY, (d, _p, v) => (d.concurrency = (d.concurrency ?? 0) + v));
+  each(METRIC_QUEUE_JOBS_COUNT, (d, p, v) => add(d.depth, String(p.attributes[ATTR_QUEUE_JOB_STATE]), v));
+  each(METRIC_QUEUE_OLDEST_AGE, (d, _p, v) => (d.oldest = Math.max(v, d.oldest ?? 0)));
+  each(METRIC_QUEUE_FAILED_OLDEST_AGE, (d, _p, v) => (d.failedOldest = Math.max(v, d.failedOldest ?? 0)));
+  for (const p of collection.get(METRIC_QUEUE_JOB_WAIT_DURATION) ?? []) {
+    const data = of(p);
+    if (data === undefined || typeof p.value === 'number') continue;
+    for (const key of [job(p), '']) {
+      const h = data.wait.get(key);
+      const { boundaries, counts } = p.value.buckets;
+      if (h === undefined) data.wait.set(key, { boundaries: [...boundaries], counts: [...counts] });
+      else counts.forEach((c, i) => (h.counts[i] = (h.counts[i] ?? 0) + c));
+    }
+  }
+  return queues;
+}
+
+function emptyView(name: string, system: string): QueueView {
+  return {
+    name,
+    system,
+    busy: {},
+    concurrency: [],
+    cpu: {},
+    memory: {},
+    throughput: {},
+    wait: { p50: [], p95: [] },
+    depth: {},
+    age: { waiting: [], failed: [], running: [] },
+    jobs: [],
+  };
+}
+
+function line(lines: Lines, key: string): Value[] {
+  return (lines[key] ??= []);
+}
+
+function set(values: Value[], index: number, value: Value): void {
+  values[index] = value;
+}
+
+function sumWhere(map: Map<string, number>, keep: (key: string) => boolean): number {
+  let total = 0;
+  for (const [k, v] of map) if (keep(k)) total += v;
+  return total;
+}
+
+/** Every array of the view, so padding and trimming reach them all. */
+function arrays(view: QueueView): Value[][] {
+  return [
+    view.concurrency,
+    view.wait.p50,
+    view.wait.p95,
+    view.age.waiting,
+    view.age.failed,
+    view.age.running,
+    ...[view.busy, view.cpu, view.memory, view.throughput, view.depth].flatMap((l) => Object.values(l)),
+  ];
+}
+
+/** Fills holes (a series that did not exist yet, or was not reported) with null up to `length`. */
+function pad(view: QueueView, length: number): void {
+  for (const values of arrays(view)) {
+    for (let i = 0; i < length; i++) if (values[i] === undefined) values[i] = null;
+  }
+}
+
+function trim(view: QueueView, drop: number): void {
+  for (const values of arrays(view)) values.splice(0, drop);
+}

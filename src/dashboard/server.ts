@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { type DiagLogger, diag as globalDiag } from '@opentelemetry/api';
+import { selfUrl } from '../self-url.js';
+import { METRIC_QUEUE_JOB_BUSY_TIME } from '../semconv.js';
+import { type Collection, DashboardModel, type PointLike } from './model.js';
+
+/** The part of an OpenTelemetry SDK `MetricReader` (2.x or 3.x) the dashboard uses. */
+export interface CollectingReader {
+  collect(): Promise<{
+    resourceMetrics: { scopeMetrics: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }> };
+    errors: unknown[];
+  }>;
+}
+
+/** A `MetricReader` class of the SDK the application runs (its constructor and the two hooks). */
+export type MetricReaderClass = abstract new (options?: object) => CollectingReader;
+
+export interface DashboardOptions {
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** Address to listen on. Default 127.0.0.1: the page shows queue names and job names. */
+  host?: string;
+  /** Milliseconds between collections. Default 2000. */
+  intervalMs?: number;
+  /** Shown in the page title. */
+  serviceName?: string;
+  diag?: DiagLogger;
+}
+
+export interface Dashboard {
+  /** Add this to the SDK's metric readers: the dashboard collects through it. */
+  readonly reader: CollectingReader;
+  /** Resolves with the page's address once the server listens (rejects if it cannot). */
+  readonly ready: Promise<string>;
+  /** Stops collecting and closes the server. */
+  close(): Promise<void>;
+}
+
+const ASSETS: Record<string, string> = {
+  '/': 'index.html',
+  '/index.html': 'index.html',
+  '/assets/dashboard.js': 'dashboard.js',
+  '/assets/dashboard.css': 'dashboard.css',
+  '/assets/uPlot.iife.min.js': 'uPlot.iife.min.js',
+  '/assets/uPlot.min.css': 'uPlot.min.css',
+};
+
+const TYPES: Record<string, string> = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+};
+
+/**
+ * The live dashboard: an in-process metric reader collected every `intervalMs`, a model that turns
+ * its collections into time series, and a small HTTP server for the page and its JSON. The reader
+ * class is the application's own SDK's, so the reader plugs into its MeterProvider.
+ */
+export function createDashboard(ReaderBase: MetricReaderClass, options: DashboardOptions): Dashboard {
+  const diag = options.diag ?? globalDiag;
+  const intervalMs = options.intervalMs ?? 2000;
+  const model = new DashboardModel(intervalMs / 1000);
+  const Reader = class extends (ReaderBase as unknown as new (options?: object) => CollectingReader) {
+    protected async onShutdown(): Promise<void> {}
+    protected async onForceFlush(): Promise<void> {}
+  };
+  const reader = new Reader();
+
+  let collecting = false;
+  const tick = async () => {
+    if (collecting) return;
+    collecting = true;
+    try {
+      const started = Date.now();
+      const { resourceMetrics, errors } = await reader.collect();
+      for (const error of errors) diag.debug('queue-otel dashboard: collection error', error);
+      // Rates divide by the time between collections: take it from the SDK's own timestamp of the
+      // observation (a point's endTime), not from when collect() resolved, which jitters.
+      model.add(observedAt(resourceMetrics.scopeMetrics) ?? started, byName(resourceMetrics.scopeMetrics));
+    } catch (error) {
+      // Before the SDK registers the reader, collect() throws; later, a failure is reported only.
+      diag.debug('queue-otel dashboard: collection failed', error);
+    } finally {
+      collecting = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+
+  const files = new Map<string, Buffer>();
+  const dir = fileURLToPath(new URL('../assets/dashboard/', selfUrl));
+  const asset = (file: string): Buffer => {
+    let body = files.get(file);
+    if (body === undefined) files.set(file, (body = readFileSync(dir + file)));
+    return body;
+  };
+
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    try {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
+        return;
+      }
+      if (path === '/api/snapshot') {
+        const body = JSON.stringify({ service: options.serviceName ?? '', ...model.snapshot() });
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+        return;
+      }
+      const file = ASSETS[path];
+      if (file === undefined) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+        return;
+      }
+      const body = asset(file); // before the head: a failed read must still get an answer
+      res
+        .writeHead(200, { 'content-type': TYPES[file.split('.').pop() ?? ''] ?? 'application/octet-stream', 'cache-control': 'no-cache' })
+        .end(body);
+    } catch (error) {
+      diag.error('queue-otel dashboard: request failed', error);
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end('queue-otel dashboard: internal error\n');
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  // The page must never keep an application alive that would otherwise exit.
+  server.unref();
+  const ready = new Promise<string>((resolve, reject) => {
+    server.once('error', (error) => {
+      diag.error(`queue-otel dashboard: could not listen on ${options.host ?? '127.0.0.1'}:${options.port}`, error);
+      clearInterval(timer);
+      reject(error);
+    });
+    server.listen(options.port, options.host ?? '127.0.0.1', () => {
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve(`http://${host}:${address.port}/`);
+      void tick();
+    });
+  });
+  ready.catch(() => {});
+
+  return {
+    reader,
+    ready,
+    async close() {
+      clearInterval(timer);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** When the busy-time counter was observed in this collection, unix milliseconds. */
+function observedAt(scopes: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }>): number | undefined {
+  for (const scope of scopes) {
+    for (const metric of scope.metrics) {
+      if (metric.descriptor.name !== METRIC_QUEUE_JOB_BUSY_TIME) continue;
+      const end = (metric.dataPoints[0] as { endTime?: [number, number] } | undefined)?.endTime;
+      if (Array.isArray(end) && end.length === 2) return end[0] * 1000 + end[1] / 1e6;
+    }
+  }
+  return undefined;
+}
+
+function byName(scopes: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }>): Collection {
+  const map = new Map<string, PointLike[]>();
+  for (const scope of scopes) {
+    for (const metric of scope.metrics) {
+      const points = map.get(metric.descriptor.name);
+      if (points === undefined) map.set(metric.descriptor.name, [...(metric.dataPoints as PointLike[])]);
+      else points.push(...(metric.dataPoints as PointLike[]));
+    }
+  }
+  return map;
+}

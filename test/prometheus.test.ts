@@ -1,0 +1,189 @@
+// End to end with a real Prometheus server (Debian's `prometheus`, loopback, its own temp dir and a
+// free port, 1 s scrapes) scraping the demo's worker started through queue-otel/register:
+// the alert rules pass `promtool check rules` and load healthy, every query of the Grafana
+// dashboard returns data, and the rate of busy time equals the number of busy workers.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findBinary, requireBinary } from './helpers/binaries.js';
+import { type Child, ROOT, freePort, startNode } from './helpers/processes.js';
+import { connection, sleep, until } from './helpers/redis.js';
+
+const require = createRequire(import.meta.url);
+const { Queue } = require('bullmq') as typeof import('bullmq');
+
+const PROMETHEUS = findBinary('prometheus');
+const PROMTOOL = findBinary('promtool');
+const { skip } = requireBinary('prometheus', PROMETHEUS && PROMTOOL, 'apt-get install --no-install-recommends prometheus');
+
+const RULES = join(ROOT, 'examples/grafana/alerts.yml');
+const DASHBOARD = join(ROOT, 'examples/grafana/dashboard.json');
+const BUSY_WORKERS = 4;
+const PREFIX = `qo-test-prom-${process.pid}`;
+/** The range of rate() in the busy-time check, and what $__rate_interval becomes. */
+const RATE_WINDOW_S = 20;
+
+let worker: Child;
+let prometheus: Child;
+let api: string;
+let dir: string;
+
+interface Sample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+async function query(expr: string): Promise<Sample[]> {
+  const res = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  const body = (await res.json()) as { status: string; error?: string; data?: { result: Sample[] } };
+  if (body.status !== 'success') throw new Error(`query failed: ${expr}: ${body.error}`);
+  return body.data!.result;
+}
+
+describe.skipIf(skip)('Prometheus end to end', () => {
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'qo-prometheus-'));
+    const metricsPort = await freePort();
+    worker = startNode(['--import', 'queue-otel/register'], 'examples/demo/worker.mjs', {
+      OTEL_SERVICE_NAME: 'prometheus-e2e',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
+      OTEL_TRACES_EXPORTER: 'none',
+      QUEUE_OTEL_QUEUE_STATE_INTERVAL: '1000',
+      DEMO_PREFIX: PREFIX,
+      DEMO_BUSY_WORKERS: String(BUSY_WORKERS),
+      DEMO_BUSY_JOB_S: '600',
+    });
+    await worker.waitFor(/demo: worker running/);
+
+    const port = await freePort();
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global:',
+        '  scrape_interval: 1s',
+        '  evaluation_interval: 1s',
+        'rule_files:',
+        `  - ${JSON.stringify(RULES)}`,
+        'scrape_configs:',
+        '  - job_name: queue-otel-demo',
+        '    static_configs:',
+        `      - targets: ["127.0.0.1:${metricsPort}"]`,
+        '',
+      ].join('\n'),
+    );
+    const proc = spawn(
+      PROMETHEUS!,
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let log = '';
+    proc.stderr.on('data', (d) => (log += d));
+    const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+    prometheus = {
+      process: proc,
+      stdout: () => '',
+      stderr: () => log,
+      exited: exited.then(() => ({ code: proc.exitCode, signal: proc.signalCode })),
+      kill: (s = 'SIGTERM') => void proc.kill(s),
+      stop: async () => {
+        proc.kill('SIGTERM');
+        await exited;
+      },
+      waitFor: async () => [] as unknown as RegExpMatchArray,
+    };
+    api = `http://127.0.0.1:${port}`;
+    await until(async () => {
+      if (proc.exitCode !== null) throw new Error(`prometheus exited (${proc.exitCode}):\n${log}`);
+      return (await fetch(`${api}/-/ready`).catch(() => undefined))?.ok === true;
+    }, 30_000, 'Prometheus to be ready');
+    // Enough scrapes for rate() over RATE_WINDOW_S with the busy workers running all along.
+    await until(async () => (await query('queue_job_busy_time_total{messaging_destination_name="busy"}')).length > 0, 20_000, 'first scrape');
+    await sleep((RATE_WINDOW_S + 6) * 1000);
+  }, 90_000);
+
+  afterAll(async () => {
+    await prometheus?.stop();
+    await worker?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    for (const name of ['emails', 'reports', 'webhooks', 'busy']) {
+      const q = new Queue(name, { connection: connection(), prefix: PREFIX });
+      await q.obliterate({ force: true });
+      await q.close();
+    }
+  }, 60_000);
+
+  it('the alert rules pass promtool check rules, and load and evaluate healthy in Prometheus', { timeout: 90_000 }, async () => {
+    const check = spawnSync(PROMTOOL!, ['check', 'rules', RULES], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toContain('SUCCESS: 6 rules found');
+
+    const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as {
+      data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
+    };
+    const all = rules.data.groups.flatMap((g) => g.rules);
+    expect(all.map((r) => r.name).sort()).toEqual([
+      'QueueDeadLettersGrowing',
+      'QueueFailureRateHigh',
+      'QueueJobMemoryHigh',
+      'QueueJobStuck',
+      'QueueOldestJobWaitingTooLong',
+      'QueueWorkersSaturated',
+    ]);
+    expect(all.filter((r) => r.health !== 'ok')).toEqual([]);
+    // The flaky webhooks use up their attempts (45% of attempts fail, 4 attempts: about 4% of
+    // jobs): once the first dead letter is scraped, the dead-letter rule fires for that queue.
+    await until(async () => (await query('queue_jobs_count{messaging_destination_name="webhooks", queue_job_state="failed"} > 0')).length > 0, 60_000, 'a dead letter in webhooks');
+    const firing = async () => {
+      const alerts = (await (await fetch(`${api}/api/v1/alerts`)).json()) as { data: { alerts: Array<{ labels: Record<string, string>; state: string }> } };
+      return alerts.data.alerts.some((a) => a.labels.alertname === 'QueueDeadLettersGrowing' && a.labels.messaging_destination_name === 'webhooks' && a.state === 'firing');
+    };
+    await until(firing, 15_000, 'QueueDeadLettersGrowing firing for webhooks');
+  });
+
+  it('every query of the Grafana dashboard returns data', async () => {
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+      panels: Array<{ type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string }> }>;
+      templating: { list: Array<{ name: string }> };
+    };
+    expect(dashboard.templating.list.map((v) => v.name)).toEqual(['datasource', 'queue']);
+    const panels = dashboard.panels.filter((p) => p.type !== 'row');
+    expect(panels.length).toBeGreaterThanOrEqual(12);
+    const empty: string[] = [];
+    let queries = 0;
+    for (const panel of panels) {
+      expect(panel.datasource?.uid, panel.title).toBe('${datasource}');
+      for (const target of panel.targets ?? []) {
+        queries++;
+        // What Grafana substitutes: every queue, and a rate interval of a few scrapes.
+        const expr = target.expr.replaceAll('$queue', '.*').replaceAll('$__rate_interval', `${RATE_WINDOW_S}s`);
+        const result = await query(expr);
+        if (result.length === 0) empty.push(`${panel.title}: ${expr}`);
+      }
+    }
+    expect(queries).toBeGreaterThanOrEqual(15);
+    expect(empty).toEqual([]);
+  });
+
+  it('the rate of busy time equals the number of busy workers within 5%', async () => {
+    const [busy] = await query(`sum(rate(queue_job_busy_time_total{messaging_destination_name="busy"}[${RATE_WINDOW_S}s]))`);
+    const [active] = await query('sum(queue_job_active{messaging_destination_name="busy"})');
+    const [concurrency] = await query('sum(queue_worker_concurrency{messaging_destination_name="busy"})');
+    const rate = Number(busy!.value[1]);
+    console.log(
+      `prometheus e2e: rate(queue_job_busy_time_total[${RATE_WINDOW_S}s]) = ${rate.toFixed(4)} with ${BUSY_WORKERS} workers busy ` +
+        `(error ${((Math.abs(rate - BUSY_WORKERS) / BUSY_WORKERS) * 100).toFixed(2)}%)`,
+    );
+    expect(Number(active!.value[1])).toBe(BUSY_WORKERS);
+    expect(Number(concurrency!.value[1])).toBe(BUSY_WORKERS);
+    expect(Math.abs(rate - BUSY_WORKERS) / BUSY_WORKERS).toBeLessThan(0.05);
+  });
+});

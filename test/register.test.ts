@@ -1,0 +1,310 @@
+// Zero-code start, as a user runs it: `node --require queue-otel/register app.js` and
+// `node --import queue-otel/register app.mjs`, configured only by environment variables, in child
+// processes against the real Redis; what they export is read from a real OTLP/HTTP receiver or
+// the real Prometheus endpoint.
+import { createRequire } from 'node:module';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { attributes, type Child, type OtlpMetrics, type OtlpReceiver, freePort, startNode, startOtlpReceiver } from './helpers/processes.js';
+import { connection, queueName, sleep, until } from './helpers/redis.js';
+
+const require = createRequire(import.meta.url);
+const { Queue } = require('bullmq') as typeof import('bullmq');
+
+const CJS_APP = 'test/fixtures/register/app.cjs';
+const ESM_APP = 'test/fixtures/register/app.mjs';
+
+let receiver: OtlpReceiver;
+const children: Child[] = [];
+const queues: string[] = [];
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+});
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    c.kill('SIGKILL');
+    await c.exited;
+  }
+  receiver.traces.length = 0;
+  receiver.metrics.length = 0;
+});
+afterAll(async () => {
+  await receiver.close();
+  for (const name of queues) {
+    const q = new Queue(name, { connection: connection() });
+    await q.obliterate({ force: true });
+    await q.close();
+  }
+});
+
+function start(args: string[], script: string, env: Record<string, string>): Child {
+  const child = startNode(args, script, env);
+  children.push(child);
+  return child;
+}
+
+function queue(label: string): string {
+  const name = queueName(label);
+  queues.push(name);
+  return name;
+}
+
+/** OTLP over HTTP/JSON to the receiver; nothing exported before shutdown unless asked. */
+function otlp(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '600000',
+    OTEL_METRIC_EXPORT_INTERVAL: '600000',
+    ...extra,
+  };
+}
+
+/** Data points of a metric over every export request: value and attributes. */
+function metricPoints(requests: OtlpMetrics[], name: string): Array<{ value: number; attributes: Record<string, unknown>; scope: string }> {
+  const out: Array<{ value: number; attributes: Record<string, unknown>; scope: string }> = [];
+  for (const r of requests) {
+    for (const rm of r.resourceMetrics) {
+      for (const sm of rm.scopeMetrics) {
+        for (const m of sm.metrics) {
+          if (m.name !== name) continue;
+          const data = (m.sum ?? m.gauge ?? m.histogram) as { dataPoints: Array<Record<string, unknown>> };
+          for (const p of data.dataPoints) {
+            const value = Number(p.asDouble ?? p.asInt ?? p.count ?? NaN);
+            out.push({ value, attributes: attributes(p.attributes as never), scope: sm.scope.name });
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+describe('node --require queue-otel/register (CommonJS app)', () => {
+  it('starts the SDK from OTEL_* variables, exports spans and metrics over OTLP, and flushes them on SIGTERM before dying by it', async () => {
+    const name = queue('reg-cjs');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'welcome,receipt',
+      FAIL: 'receipt',
+      OTEL_SERVICE_NAME: 'qo-register-test',
+      ...otlp(),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(300);
+    // The batch delay and export interval are 10 minutes: nothing has been exported yet.
+    expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(0);
+
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
+
+    const spans = receiver.spans();
+    const process = spans.filter((s) => s.name === `process ${name}`);
+    expect(process).toHaveLength(2);
+    expect(spans.filter((s) => s.name === `send ${name}`)).toHaveLength(2);
+    expect(process[0]!.resource['service.name']).toBe('qo-register-test');
+    expect(process.every((s) => s.scope === 'queue-otel/bullmq' && s.kind === 5)).toBe(true); // 5: CONSUMER
+    const failed = process.find((s) => attributes(s.attributes)['queue.job.name'] === 'receipt');
+    expect(failed?.status?.code).toBe(2); // ERROR
+
+    const consumed = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter(
+      (p) => p.attributes['messaging.destination.name'] === name,
+    );
+    expect(consumed.map((p) => [p.attributes['queue.job.name'], p.attributes['queue.job.outcome'], p.value]).sort()).toEqual([
+      ['receipt', 'failed', 1],
+      ['welcome', 'completed', 1],
+    ]);
+    expect(child.stderr()).not.toMatch(/Error/);
+  });
+
+  it("keeps the app's own SIGTERM handler in charge: the app exits with its own code, telemetry flushed when its loop drains", async () => {
+    const name = queue('reg-handler');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: name, JOBS: 'a', SIGTERM_HANDLER: 'close', ...otlp() });
+    await child.waitFor(/JOBS_DONE/);
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.stdout()).toContain('APP_SIGTERM');
+    expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+    expect(metricPoints(receiver.metrics, 'queue.job.busy.time').some((p) => p.attributes['messaging.destination.name'] === name && p.value > 0.04)).toBe(true);
+  });
+
+  it('applies QUEUE_OTEL_* options: the job-name cap, producer span as parent, hooks from a module', async () => {
+    const name = queue('reg-options');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'first,second,third',
+      QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE: '1',
+      QUEUE_OTEL_USE_PRODUCER_SPAN_AS_PARENT: 'true',
+      QUEUE_OTEL_HOOKS: 'test/fixtures/register/hooks.cjs',
+      QUEUE_OTEL_QUEUE_STATE: 'false',
+      ...otlp(),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(300); // the 'completed' event comes just before the attempt's span ends
+    child.kill('SIGTERM');
+    await child.exited;
+    const consumed = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter(
+      (p) => p.attributes['messaging.destination.name'] === name,
+    );
+    expect(consumed.map((p) => [p.attributes['queue.job.name'], p.value]).sort()).toEqual([
+      ['_OTHER', 2],
+      ['first', 1],
+    ]);
+    const spans = receiver.spans();
+    const process = spans.filter((s) => s.name === `process ${name}`);
+    const sends = new Set(spans.filter((s) => s.name === `send ${name}`).map((s) => s.spanId));
+    expect(process).toHaveLength(3);
+    expect(process.every((s) => s.parentSpanId !== undefined && sends.has(s.parentSpanId))).toBe(true);
+    expect(process.every((s) => attributes(s.attributes)['app.tenant'] === 'world')).toBe(true);
+    // queueState off: no depth gauge.
+    expect(metricPoints(receiver.metrics, 'queue.jobs.count')).toHaveLength(0);
+  });
+
+  it('exports delta temporality when asked (the Datadog setting), with the same totals', async () => {
+    const name = queue('reg-delta');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'a,a,a',
+      ...otlp({ OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'delta', OTEL_METRIC_EXPORT_INTERVAL: '500' }),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(1200);
+    child.kill('SIGTERM');
+    await child.exited;
+    const temporalities = new Set<unknown>();
+    for (const r of receiver.metrics) {
+      for (const rm of r.resourceMetrics) {
+        for (const sm of rm.scopeMetrics) {
+          for (const m of sm.metrics) if (m.name === 'messaging.client.consumed.messages') temporalities.add((m.sum as { aggregationTemporality: unknown }).aggregationTemporality);
+        }
+      }
+    }
+    expect([...temporalities]).toEqual([1]); // AGGREGATION_TEMPORALITY_DELTA
+    const points = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter((p) => p.attributes['messaging.destination.name'] === name);
+    expect(points.length).toBeGreaterThan(1); // several exports: deltas, not one cumulative value
+    expect(points.reduce((sum, p) => sum + p.value, 0)).toBe(3);
+  });
+
+  it.each([
+    [{ QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE: '0' }, /QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE must be an integer >= 1, got "0"/],
+    [{ QUEUE_OTEL_JOB_CPU: 'yes' }, /QUEUE_OTEL_JOB_CPU must be "true" or "false", got "yes"/],
+    [{ QUEUE_OTEL_MAX_JOB_NAME: '10' }, /unknown environment variable QUEUE_OTEL_MAX_JOB_NAME\b/],
+    [{ QUEUE_OTEL_HOOKS: 'test/fixtures/register/app.cjs' }, /QUEUE_OTEL_HOOKS must be a module that exports processHook/],
+    [{ QUEUE_OTEL_DASHBOARD_PORT: 'http' }, /QUEUE_OTEL_DASHBOARD_PORT must be a port number/],
+    [{ OTEL_METRICS_EXPORTER: 'prometheus,statsd' }, /OTEL_METRICS_EXPORTER must be a comma-separated list of otlp, prometheus, console, none/],
+    [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http' }, /OTEL_EXPORTER_OTLP_PROTOCOL must be http\/protobuf, http\/json, grpc/],
+  ])('fails at startup, naming the variable, for %o', async (env, message) => {
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: queue('reg-bad'), OTEL_TRACES_EXPORTER: 'none', ...env });
+    const exit = await child.exited;
+    expect(exit.code).toBe(1);
+    expect(child.stderr()).toMatch(message);
+    expect(child.stdout()).not.toContain('JOBS_DONE');
+  });
+});
+
+describe('sandboxed processors under register', () => {
+  it.each([['child process', 'false'], ['worker thread', 'true']])(
+    'the %s inherits the preload flag but starts no second SDK: one span, no port taken twice',
+    async (_label, threads) => {
+      const name = queue('reg-sandbox');
+      const port = await freePort();
+      const child = start(['--require', 'queue-otel/register'], 'test/fixtures/register/sandbox-app.cjs', {
+        QUEUE: name,
+        THREADS: threads,
+        OTEL_LOG_LEVEL: 'warn',
+        OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+        OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+        OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+        QUEUE_OTEL_DASHBOARD_PORT: '0',
+        ...otlp({ OTEL_METRICS_EXPORTER: 'prometheus,otlp' }),
+      });
+      const [line] = await child.waitFor(/JOBS_DONE .*/);
+      expect(JSON.parse(line.slice('JOBS_DONE '.length)).doubled).toBe(42);
+      await sleep(300); // the 'completed' event comes just before the attempt's span ends
+      child.kill('SIGTERM');
+      await child.exited;
+      expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+      expect(child.stderr()).not.toMatch(/EADDRINUSE/);
+      expect(child.stderr().match(/live dashboard on/g)).toHaveLength(1);
+    },
+  );
+});
+
+describe('node --import queue-otel/register (ES module app)', () => {
+  it("instruments a static `import { Worker } from 'bullmq'` and serves Prometheus metrics", async () => {
+    const name = queue('reg-esm');
+    const port = await freePort();
+    const child = start(['--import', 'queue-otel/register'], ESM_APP, {
+      QUEUE: name,
+      JOBS: 'a,b,b',
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const line = (job: string) =>
+      text.split('\n').find((l) => l.startsWith('messaging_client_consumed_messages_total{') && l.includes(`messaging_destination_name="${name}"`) && l.includes(`queue_job_name="${job}"`));
+    expect(line('a')).toMatch(/ 1$/);
+    expect(line('b')).toMatch(/ 2$/);
+    expect(text).toMatch(new RegExp(`^queue_job_busy_time_total\\{[^}]*messaging_destination_name="${name}"`, 'm'));
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
+  });
+});
+
+describe('beside @opentelemetry/auto-instrumentations-node', () => {
+  it('joins the SDK that auto-instrumentations started: one SDK, its spans and ours, metrics of both in the same export', async () => {
+    const name = queue('reg-auto');
+    const child = start(
+      ['--require', '@opentelemetry/auto-instrumentations-node/register', '--require', 'queue-otel/register'],
+      CJS_APP,
+      {
+        QUEUE: name,
+        JOBS: 'one',
+        HTTP_URL: `${receiver.url}/ping`,
+        SIGTERM_HANDLER: 'close',
+        OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http',
+        ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000', OTEL_BSP_SCHEDULE_DELAY: '500' }),
+      },
+    );
+    await child.waitFor(/JOBS_DONE/);
+    // One metric export carries both instrumentations' metrics: they share one MeterProvider.
+    await until(() => {
+      return receiver.metrics.some((r) =>
+        r.resourceMetrics.some((rm) => {
+          const scopes = rm.scopeMetrics.map((s) => s.scope.name);
+          return scopes.includes('queue-otel/bullmq') && scopes.includes('@opentelemetry/instrumentation-http');
+        }),
+      );
+    }, 15_000, 'one metric export with queue-otel/bullmq and @opentelemetry/instrumentation-http');
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    const spans = receiver.spans();
+    expect(spans.filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+    expect(spans.filter((s) => s.name === `send ${name}`)).toHaveLength(1);
+    expect(spans.some((s) => s.scope === '@opentelemetry/instrumentation-http' && s.name === 'GET')).toBe(true);
+    // A second SDK would have exported its own copy of every metric: one series per job name here.
+    const busy = metricPoints(receiver.metrics.slice(-1), 'queue.job.busy.time').filter((p) => p.attributes['messaging.destination.name'] === name);
+    expect(busy).toHaveLength(1);
+    expect(child.stderr()).not.toMatch(/QUEUE_OTEL_REGISTER_ORDER|Error/);
+  });
+
+  it('warns when loaded before auto-instrumentations, and still adds its instrumentations to that SDK', async () => {
+    const name = queue('reg-auto-order');
+    const child = start(
+      ['--require', 'queue-otel/register', '--require', '@opentelemetry/auto-instrumentations-node/register'],
+      CJS_APP,
+      { QUEUE: name, JOBS: 'one', SIGTERM_HANDLER: 'close', OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http', ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000' }) },
+    );
+    await child.waitFor(/JOBS_DONE/);
+    await until(() => metricPoints(receiver.metrics, 'queue.job.busy.time').some((p) => p.attributes['messaging.destination.name'] === name), 15_000, 'busy time exported');
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.stderr()).toContain('QUEUE_OTEL_REGISTER_ORDER');
+    expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+  });
+});

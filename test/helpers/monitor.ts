@@ -11,14 +11,12 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
-/** Starts a redis-server of this test's own on a free port (nothing kept on disk). */
-export async function privateRedis(): Promise<PrivateRedis> {
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
+/**
+ * Starts a redis-server of this test's own (nothing kept on disk) on a free port, or on `port`
+ * to bring a stopped one back where its clients reconnect.
+ */
+export async function privateRedis(onPort?: number): Promise<PrivateRedis> {
+  const port = onPort ?? (await freePort());
   const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
   await until(async () => probe.connect().then(() => true, () => false), 10_000, 'private redis up');
@@ -30,6 +28,15 @@ export async function privateRedis(): Promise<PrivateRedis> {
       server.kill('SIGKILL');
     },
   };
+}
+
+function freePort(): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
 }
 
 /** Redis commands (other than blocking waits) that name `marker` in a key while `run` runs. */

@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attributes, type Child, type OtlpMetrics, type OtlpReceiver, freePort, startNode, startOtlpReceiver } from './helpers/processes.js';
+import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { connection, queueName, sleep, until } from './helpers/redis.js';
 
 const require = createRequire(import.meta.url);
@@ -12,10 +13,12 @@ const { Queue } = require('bullmq') as typeof import('bullmq');
 
 const CJS_APP = 'test/fixtures/register/app.cjs';
 const ESM_APP = 'test/fixtures/register/app.mjs';
+const POSTGRES_APP = 'test/fixtures/register/postgres-app.mjs';
 
 let receiver: OtlpReceiver;
 const children: Child[] = [];
 const queues: string[] = [];
+const schemas: string[] = [];
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
@@ -30,6 +33,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await receiver.close();
+  await dropSchemas(...schemas);
   for (const name of queues) {
     const q = new Queue(name, { connection: connection() });
     await q.obliterate({ force: true });
@@ -254,6 +258,35 @@ describe('node --import queue-otel/register (ES module app)', () => {
     child.kill('SIGTERM');
     expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
   });
+
+  it('instruments pg-boss and graphile-worker (ES modules imported by an ES module app): their jobs in the Prometheus metrics', async () => {
+    const schema = schemaName('reg_pg');
+    schemas.push(schema, `${schema}_boss`);
+    const name = queueName('reg-pgboss').replace(/-/g, '_');
+    const port = await freePort();
+    const child = start(['--import', 'queue-otel/register'], POSTGRES_APP, {
+      PG_URL: pgUrl(),
+      QO_SCHEMA: schema,
+      QO_QUEUE: name,
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+    });
+    await child.waitFor(/JOBS_DONE/);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const busy = (system: string, queueLabel: string) =>
+      text.split('\n').find((l) => l.startsWith('queue_job_busy_time_total{') && l.includes(`messaging_system="${system}"`) && l.includes(`messaging_destination_name="${queueLabel}"`));
+    // Busy time is queue-otel's alone (neither library reports it): its presence shows the patch took.
+    expect(busy('pg-boss', name)).toBeDefined();
+    expect(busy('graphile-worker', schema)).toBeDefined();
+    const waits = (system: string) =>
+      text.split('\n').find((l) => l.startsWith('queue_job_wait_duration_count{') && l.includes(`messaging_system="${system}"`));
+    expect(waits('pg-boss')).toMatch(/ 2$/);
+    expect(waits('graphile-worker')).toMatch(/ 1$/);
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+  }, 60_000);
 });
 
 describe('beside @opentelemetry/auto-instrumentations-node', () => {

@@ -18,7 +18,7 @@ import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BullStateQueue, bullStateSource } from './bull-state.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
-import type { AnyFunction, MethodPatch } from './patch.js';
+import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
 /** Bull's name for jobs added without one: such jobs have no name, and none is reported. */
 const DEFAULT_JOB_NAME = '__default__';
@@ -193,23 +193,7 @@ function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction 
       unregister();
       this.removeListener('stalled', onStalled);
     };
-    let promise: Promise<unknown>;
-    try {
-      promise = call();
-    } catch (error) {
-      cleanup();
-      throw error;
-    }
-    return promise.then(
-      (value) => {
-        cleanup();
-        return value;
-      },
-      (error: unknown) => {
-        cleanup();
-        throw error;
-      },
-    );
+    return whenSettled(call, cleanup);
   };
 }
 

@@ -8,15 +8,10 @@
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
 import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import { LUA_LEASE } from './redis-lease.js';
 
-const SCRIPT = `
-local lease, prefix = KEYS[1], KEYS[2]
-local owner, leaseMs = ARGV[1], tonumber(ARGV[2])
-if leaseMs > 0 then
-  local holder = redis.call('GET', lease)
-  if holder and holder ~= owner then return {0} end
-  redis.call('SET', lease, owner, 'PX', leaseMs)
-end
+const SCRIPT = `${LUA_LEASE}
+local prefix = KEYS[2]
 local out = {1}
 for _, list in ipairs({'wait', 'active', 'paused'}) do out[#out + 1] = redis.call('LLEN', prefix .. list) end
 for _, set in ipairs({'delayed', 'prioritized', 'waiting-children', 'failed', 'completed'}) do

@@ -18,7 +18,7 @@ import type { Carrier } from '../core/sends.js';
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
-import type { AnyFunction, MethodPatch } from './patch.js';
+import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
 /** The parts of BullMQ's classes this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface JobOptions {
@@ -280,23 +280,7 @@ function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction 
       unregister();
       this.off('stalled', onStalled);
     };
-    let promise: Promise<unknown>;
-    try {
-      promise = call();
-    } catch (error) {
-      cleanup();
-      throw error;
-    }
-    return promise.then(
-      (value) => {
-        cleanup();
-        return value;
-      },
-      (error: unknown) => {
-        cleanup();
-        throw error;
-      },
-    );
+    return whenSettled(call, cleanup);
   };
 }
 

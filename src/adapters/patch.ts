@@ -7,3 +7,27 @@ export interface MethodPatch {
   method: string;
   wrap: (original: AnyFunction) => AnyFunction;
 }
+
+/**
+ * Calls `call` and runs `cleanup` once the promise it returns settles, or at once when it throws:
+ * its value and its error pass through untouched.
+ */
+export function whenSettled<T>(call: () => Promise<T>, cleanup: () => void): Promise<T> {
+  let promise: Promise<T>;
+  try {
+    promise = call();
+  } catch (error) {
+    cleanup();
+    throw error;
+  }
+  return promise.then(
+    (value) => {
+      cleanup();
+      return value;
+    },
+    (error: unknown) => {
+      cleanup();
+      throw error;
+    },
+  );
+}

@@ -17,6 +17,7 @@
 import type { Carrier } from '../core/sends.js';
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
+import { type TelemetryOptions, readCarrier } from './carrier.js';
 import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
 import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
@@ -300,19 +301,9 @@ function readyAt(job: BullJob): number | undefined {
 
 /** The producer's context, from the metadata BullMQ stores with the job (a JSON carrier). */
 function carrierOf(opts: JobOptions | undefined): Carrier | undefined {
-  const metadata = opts?.telemetry?.metadata;
-  if (typeof metadata !== 'string' || metadata === '') return undefined;
-  try {
-    const parsed: unknown = JSON.parse(metadata);
-    if (parsed === null || typeof parsed !== 'object') return undefined;
-    const carrier: Carrier = {};
-    for (const [key, value] of Object.entries(parsed)) {
-      if (typeof value === 'string' && key !== AFTER_CHILDREN) carrier[key] = value;
-    }
-    return carrier;
-  } catch {
-    return undefined;
-  }
+  const carrier = readCarrier(opts as TelemetryOptions | undefined);
+  if (carrier !== undefined) delete carrier[AFTER_CHILDREN];
+  return carrier;
 }
 
 // ---- producer ---------------------------------------------------------------------------------

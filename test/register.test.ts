@@ -66,6 +66,16 @@ function otlp(extra: Record<string, string> = {}): Record<string, string> {
   };
 }
 
+/** Metrics on a Prometheus endpoint at `port` of loopback, no traces. */
+function prometheus(port: number): Record<string, string> {
+  return {
+    OTEL_TRACES_EXPORTER: 'none',
+    OTEL_METRICS_EXPORTER: 'prometheus',
+    OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+    OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+  };
+}
+
 /** Data points of a metric over every export request: value and attributes. */
 function metricPoints(requests: OtlpMetrics[], name: string): Array<{ value: number; attributes: Record<string, unknown>; scope: string }> {
   const out: Array<{ value: number; attributes: Record<string, unknown>; scope: string }> = [];
@@ -243,10 +253,7 @@ describe('node --import queue-otel/register (ES module app)', () => {
     const child = start(['--import', 'queue-otel/register'], ESM_APP, {
       QUEUE: name,
       JOBS: 'a,b,b',
-      OTEL_TRACES_EXPORTER: 'none',
-      OTEL_METRICS_EXPORTER: 'prometheus',
-      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
-      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      ...prometheus(port),
     });
     await child.waitFor(/JOBS_DONE/);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -268,10 +275,7 @@ describe('node --import queue-otel/register (ES module app)', () => {
       PG_URL: pgUrl(),
       QO_SCHEMA: schema,
       QO_QUEUE: name,
-      OTEL_TRACES_EXPORTER: 'none',
-      OTEL_METRICS_EXPORTER: 'prometheus',
-      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
-      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      ...prometheus(port),
     });
     await child.waitFor(/JOBS_DONE/);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

@@ -104,23 +104,8 @@ function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFu
       inFlight.delete(job);
       attempts.end(attempt, attemptEnd(job, finishedBefore, made + 1, error));
     };
-    let promise: Promise<unknown>;
-    try {
-      promise = call.apply(this, arguments as never);
-    } catch (error) {
-      done(error);
-      throw error;
-    }
-    return promise.then(
-      (next) => {
-        done();
-        return next;
-      },
-      (error: unknown) => {
-        done(error);
-        throw error;
-      },
-    );
+    const args = arguments;
+    return whenSettled(() => call.apply(this, args as never), done);
   };
 }
 

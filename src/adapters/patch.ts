@@ -9,24 +9,24 @@ export interface MethodPatch {
 }
 
 /**
- * Calls `call` and runs `cleanup` once the promise it returns settles, or at once when it throws:
- * its value and its error pass through untouched.
+ * Calls `call` and runs `settled` once the promise it returns settles (with the error when it
+ * rejects), or at once when it throws: its value and its error pass through untouched.
  */
-export function whenSettled<T>(call: () => Promise<T>, cleanup: () => void): Promise<T> {
+export function whenSettled<T>(call: () => Promise<T>, settled: (error?: unknown) => void): Promise<T> {
   let promise: Promise<T>;
   try {
     promise = call();
   } catch (error) {
-    cleanup();
+    settled(error);
     throw error;
   }
   return promise.then(
     (value) => {
-      cleanup();
+      settled();
       return value;
     },
     (error: unknown) => {
-      cleanup();
+      settled(error);
       throw error;
     },
   );

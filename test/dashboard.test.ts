@@ -92,6 +92,12 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
 
   const max = (values: Array<number | null> | undefined) => Math.max(-Infinity, ...(values ?? []).filter((v): v is number => v !== null));
   const last = (values: Array<number | null> | undefined) => [...(values ?? [])].reverse().find((v) => v !== null) ?? null;
+  /** The largest of `others` at the sample where `values` peaks (the same moment on the chart). */
+  const othersAtPeak = (values: Array<number | null> | undefined, ...others: Array<Array<number | null> | undefined>) => {
+    const peak = max(values);
+    const at = (values ?? []).indexOf(peak);
+    return at < 0 ? 0 : Math.max(0, ...others.map((o) => o?.[at] ?? 0));
+  };
 
   it('draws every chart with data from the real jobs', async () => {
     // Poll the page until every condition holds (or 45 s pass), then assert each one.
@@ -101,9 +107,11 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
       // N workers each running one long job: N busy workers, against a concurrency of N.
       busyWorkers: last(c['busy/busy']?.['long-export']),
       busyConcurrency: last(c['busy/busy']?.concurrency),
-      // import-customers loads a 600,000-row table: it stands out in memory by job.
+      // import-customers loads a 600,000-row table: it stands out in memory by job, at the moment
+      // it peaks, against the other jobs of its queue at that same moment.
       importMemoryMB: max(c['reports/memory']?.['import-customers']) / 2 ** 20,
-      otherMemoryMB: Math.max(max(c['reports/memory']?.['monthly-report']), max(c['reports/memory']?.thumbnail)) / 2 ** 20,
+      otherMemoryMB:
+        othersAtPeak(c['reports/memory']?.['import-customers'], c['reports/memory']?.['monthly-report'], c['reports/memory']?.thumbnail) / 2 ** 20,
       thumbnailCpu: max(c['reports/cpu']?.thumbnail),
       webhookCompleted: max(c['webhooks/throughput']?.completed),
       webhookRetried: max(c['webhooks/throughput']?.retried),
@@ -125,7 +133,9 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     expect(v.busyConcurrency).toBe(BUSY_WORKERS);
     expect(v.importMemoryMB).toBeGreaterThan(20);
     // Memory of jobs sharing the event loop is an estimate (README): the table loader still comes
-    // out on top, by a margin, of the other jobs of its queue.
+    // out on top, by a margin, of the other jobs of its queue while it holds its table. (Not against
+    // their highest value at any other time: jobs that churn keep garbage until the next drop of
+    // the heap, and long-running ones add up, so over a long window they can exceed its peak.)
     expect(v.importMemoryMB).toBeGreaterThan(1.5 * Math.max(v.otherMemoryMB, 1));
     expect(v.thumbnailCpu).toBeGreaterThan(0.02);
     expect(v.webhookCompleted).toBeGreaterThan(0);

@@ -3,20 +3,18 @@
  *
  * A job's own code runs in slices: its synchronous start, then every continuation of its async
  * context (a resolved await, a timer, an I/O callback). A slice belongs to the job whose attempt
- * is running, kept in an AsyncLocalStorage, so the only other machinery is one async hook with
- * `before`/`after` callbacks.
- *
- * This module is the only user of `async_hooks.createHook`, which Node's documentation marks
- * experimental and discourages; it is small so that it can be replaced (for example by a
- * diagnostics_channel or AsyncContext based tracker) without touching the rest. Users turn it off
- * with the `jobCpu: false, jobMemory: false` options.
+ * is running, kept in an AsyncLocalStorage, so the only other machinery is a hook around every
+ * callback of the event loop (`loop-hooks.ts`, the only user of Node's async and promise hooks,
+ * kept apart so that it can be replaced, for example by an AsyncContext based tracker, without
+ * touching the rest). Users turn it off with the `jobCpu: false, jobMemory: false` options.
  *
  * What a slice measures, and is named for: wall time on the event loop while the job's code runs
  * (which includes GC pauses and time blocked in synchronous I/O), and the change of V8's used heap
  * plus external memory (Buffers, ArrayBuffers) between the slice's start and end.
  */
-import { AsyncLocalStorage, createHook } from 'node:async_hooks';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { getHeapStatistics } from 'node:v8';
+import { LoopHooks } from './loop-hooks.js';
 
 /** Whatever receives slices: a running job attempt on this event loop. */
 export interface LoopTenant {
@@ -114,18 +112,23 @@ export function releaseTenant(tenant: LoopTenant): void {
   if (current === tenant) current = undefined;
 }
 
-const hook = createHook({
-  before() {
+const hooks = new LoopHooks(
+  () => {
     // Continuations of other code (the queue library, other requests) cost one context lookup.
     const tenant = activeTenant();
     if (tenant === current) return;
     if (current !== undefined) close();
     if (tenant !== undefined && tenant.attributable) open(tenant);
   },
-  after() {
+  () => {
     if (current !== undefined) close();
   },
-});
+);
+
+/** Resolves once the hooks run the cheapest way this Node allows (for tests). */
+export function loopHooksSettled(): Promise<boolean> {
+  return hooks.settled().then(() => hooks.usesPromiseHooks);
+}
 
 let users = 0;
 const heapUsers = { count: 0 };
@@ -135,7 +138,7 @@ const heapUsers = { count: 0 };
  * again. The hook runs while at least one user needs it.
  */
 export function acquireLoopAttribution(heap: boolean): () => void {
-  if (users++ === 0) hook.enable();
+  if (users++ === 0) hooks.enable();
   if (heap && heapUsers.count++ === 0) measureHeap = true;
   let released = false;
   return () => {
@@ -143,7 +146,7 @@ export function acquireLoopAttribution(heap: boolean): () => void {
     released = true;
     if (heap && --heapUsers.count === 0) measureHeap = false;
     if (--users === 0) {
-      hook.disable();
+      hooks.disable();
       current = undefined;
       lastHeap = -1;
       allocators.clear();

@@ -7,8 +7,8 @@
  *   with promises tracked, Node gives every promise of the process an async id and runs its hook
  *   machinery for every reaction.
  * - V8's promise hooks (`v8.promiseHooks`) for promise reactions, plus an async hook that leaves
- *   promises alone (`trackPromises: false`, Node 24.14+) for the other callbacks. About a quarter
- *   of the instructions per `await` (README, Cost). It needs the store to be visible inside V8's
+ *   promises alone (`trackPromises: false`, Node 24.14+) for the other callbacks: about half
+ *   the instructions per `await` (README, Cost). It needs the store to be visible inside V8's
  *   promise hooks, which holds where AsyncLocalStorage is built on AsyncContextFrame (Node 24's
  *   default) and not where it is built on async hooks (Node 22's default).
  *

@@ -132,6 +132,25 @@ export abstract class QueueInstrumentationBase<
     return { exports: { ...exports, ...replaced } as T, restore: () => {} };
   }
 
+  /**
+   * The load and unload hooks of a module (or one of its files) whose adapter patches methods:
+   * `patchesOf` builds the patches for one loaded copy of its exports.
+   */
+  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: QueueTelemetry) => MethodPatch[]): {
+    patch: (exports: Exports) => Exports;
+    unpatch: (exports: Exports | undefined) => void;
+  } {
+    return {
+      patch: (exports) => {
+        this.applyPatches(patchesOf(exports, this.telemetry));
+        return exports;
+      },
+      unpatch: (exports) => {
+        if (exports) this.removePatches(patchesOf(exports, this.telemetry));
+      },
+    };
+  }
+
   protected removePatches(patches: MethodPatch[]): void {
     for (const patch of patches) this._unwrap(patch.target as Record<string, unknown>, patch.method);
   }

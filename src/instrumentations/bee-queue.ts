@@ -23,31 +23,12 @@ export class BeeQueueInstrumentation extends QueueInstrumentationBase {
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
+    const queue = this.patching<BeeQueueExports>(beeQueuePatches);
+    const job = this.patching<BeeQueueExports>(beeJobPatches);
     return [
-      new InstrumentationNodeModuleDefinition(
-        'bee-queue',
-        SUPPORTED,
-        (exports: BeeQueueExports) => {
-          this.applyPatches(beeQueuePatches(exports, this.telemetry));
-          return exports;
-        },
-        (exports: BeeQueueExports | undefined) => {
-          if (exports) this.removePatches(beeQueuePatches(exports, this.telemetry));
-        },
-        [
-          new InstrumentationNodeModuleFile(
-            'bee-queue/lib/job.js',
-            SUPPORTED,
-            (exports: BeeQueueExports) => {
-              this.applyPatches(beeJobPatches(exports, this.telemetry));
-              return exports;
-            },
-            (exports: BeeQueueExports | undefined) => {
-              if (exports) this.removePatches(beeJobPatches(exports, this.telemetry));
-            },
-          ),
-        ],
-      ),
+      new InstrumentationNodeModuleDefinition('bee-queue', SUPPORTED, queue.patch, queue.unpatch, [
+        new InstrumentationNodeModuleFile('bee-queue/lib/job.js', SUPPORTED, job.patch, job.unpatch),
+      ]),
     ];
   }
 }

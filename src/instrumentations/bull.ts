@@ -23,18 +23,7 @@ export class BullInstrumentation extends QueueInstrumentationBase {
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
-    return [
-      new InstrumentationNodeModuleDefinition(
-        'bull',
-        SUPPORTED,
-        (exports: BullExports) => {
-          this.applyPatches(bullPatches(exports, this.telemetry));
-          return exports;
-        },
-        (exports: BullExports | undefined) => {
-          if (exports) this.removePatches(bullPatches(exports, this.telemetry));
-        },
-      ),
-    ];
+    const { patch, unpatch } = this.patching<BullExports>(bullPatches);
+    return [new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch)];
   }
 }

@@ -22,18 +22,7 @@ export class BullMQInstrumentation extends QueueInstrumentationBase<BullMQInstru
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
-    return [
-      new InstrumentationNodeModuleDefinition(
-        'bullmq',
-        SUPPORTED,
-        (exports: BullMQExports) => {
-          this.applyPatches(bullmqPatches(exports, this.telemetry));
-          return exports;
-        },
-        (exports: BullMQExports | undefined) => {
-          if (exports) this.removePatches(bullmqPatches(exports, this.telemetry));
-        },
-      ),
-    ];
+    const { patch, unpatch } = this.patching<BullMQExports>(bullmqPatches);
+    return [new InstrumentationNodeModuleDefinition('bullmq', SUPPORTED, patch, unpatch)];
   }
 }

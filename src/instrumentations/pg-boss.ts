@@ -27,18 +27,7 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
-    return [
-      new InstrumentationNodeModuleDefinition(
-        'pg-boss',
-        SUPPORTED,
-        (exports: PgBossExports) => {
-          this.applyPatches(pgBossPatches(exports, this.telemetry));
-          return exports;
-        },
-        (exports: PgBossExports | undefined) => {
-          if (exports) this.removePatches(pgBossPatches(exports, this.telemetry));
-        },
-      ),
-    ];
+    const { patch, unpatch } = this.patching<PgBossExports>(pgBossPatches);
+    return [new InstrumentationNodeModuleDefinition('pg-boss', SUPPORTED, patch, unpatch)];
   }
 }

@@ -3,13 +3,15 @@
 //   instrumented, resources off   setConfig({ jobCpu: false, jobMemory: false }) + enable()
 //                                 (spans and metrics, no per-job CPU/memory, no async hook)
 //   instrumented, everything on   setConfig({}) + enable() (the defaults: jobCpu and jobMemory on)
+//   hand-written SDK floor        disable(); the processor makes one span and three histogram
+//                                 records per job on the SDK itself (see floorProcessor)
 // (setConfig before enable(): see setMode for why.)
 //
 // Run: `npm run bench` (builds, then runs this file and bench/collection.mjs), or
 // `node bench/overhead.mjs` after a build. Needs Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379).
 //
-// Defaults: 20000 jobs per round, concurrency 50, 12 measured rounds per mode (36 in all) after one
-// discarded warm-up round of each mode; about 1.5 minutes on a 2-CPU machine.
+// Defaults: 20000 jobs per round, concurrency 50, 12 measured rounds per mode (48 in all) after one
+// discarded warm-up round of each mode; about 3 minutes on a 2-CPU machine.
 //
 // Environment:
 //   BENCH_JOBS         jobs per round (default 20000)
@@ -26,9 +28,10 @@
 // (INFO commandstats, summed over every command except INFO; server-wide, so other clients of the
 // same Redis add noise; commands run inside BullMQ's Lua scripts are counted too, so the script
 // invocations are also shown apart). Then the worker is closed and the queue obliterated.
-// Rounds run in blocks of three, one round of each mode, the blocks cycling through all six orders
-// of the three modes (ABC, CBA, BCA, ACB, CAB, BAC: an ABBA-like rotation), so slow drift and
-// position within a block hit every mode alike. The paired figures compare the rounds of one block.
+// Rounds run in blocks of four, one round of each mode, the blocks cycling through the four orders
+// of a balanced Latin square (ABDC, BCAD, CDBA, DACB: each mode once in each position, and each
+// mode right after each other one once), so slow drift and position within a block hit every mode
+// alike. The paired figures compare the rounds of one block.
 // The instrumented modes have a real SDK: TracerProvider + BatchSpanProcessor, MeterProvider +
 // PeriodicExportingMetricReader (1 s), AsyncLocalStorage context manager, W3C propagator; the
 // exporters drop everything. Results are printed and written to bench/last-run.json (replacing it;
@@ -62,6 +65,11 @@ const MODES = [
     config: { jobCpu: false, jobMemory: false },
   },
   { key: 'everythingOn', label: 'instrumented, everything on', instrumented: true, resources: true, config: {} },
+  // Not queue-otel: the processor itself makes the telemetry the resources-off mode makes per job
+  // (one span with the same attributes, three histogram records), straight on the SDK. Its cost is
+  // the floor for any instrumentation with this schema: the rest of an instrumented mode's cost is
+  // queue-otel's own.
+  { key: 'sdkFloor', label: 'hand-written SDK floor', instrumented: false, resources: false, floor: true },
 ];
 const UNINSTRUMENTED = MODES[0];
 /** Targets for each instrumented mode against uninstrumented (median-based figures decide). */
@@ -223,6 +231,67 @@ function redisDelta(before, after) {
   return { perJob: round(total / JOBS, 3), scriptsPerJob: round(scripts / JOBS, 3), byCommand: sorted };
 }
 
+// ---- the hand-written floor ----------------------------------------------------------------------
+
+const semconv = require('../dist/cjs/semconv.js');
+const floorTracer = tracerProvider.getTracer('bench-sdk-floor');
+const floorMeter = meterProvider.getMeter('bench-sdk-floor');
+const floorSeconds = { unit: 's', advice: { explicitBucketBoundaries: semconv.DURATION_BUCKETS_S } };
+const floorInstruments = {
+  wait: floorMeter.createHistogram(semconv.METRIC_QUEUE_JOB_WAIT_DURATION, floorSeconds),
+  process: floorMeter.createHistogram(semconv.METRIC_MESSAGING_PROCESS_DURATION, floorSeconds),
+  attempts: floorMeter.createHistogram(semconv.METRIC_QUEUE_JOB_ATTEMPTS, {
+    unit: '{attempt}',
+    advice: { explicitBucketBoundaries: semconv.ATTEMPT_BUCKETS },
+  }),
+};
+
+/**
+ * A processor that makes, on the SDK itself, the per-job telemetry of the resources-off mode: the
+ * same span (kind, name, attributes, run in its context, outcome set at the end) and the same
+ * three histogram records with the same attribute sets, built once per queue as queue-otel does.
+ */
+function floorProcessor(queue) {
+  const series = {
+    [semconv.ATTR_MESSAGING_SYSTEM]: 'bullmq',
+    [semconv.ATTR_MESSAGING_DESTINATION_NAME]: queue,
+    [semconv.ATTR_QUEUE_JOB_NAME]: 'noop',
+  };
+  const completed = {
+    ...series,
+    [semconv.ATTR_MESSAGING_OPERATION_NAME]: semconv.OPERATION_PROCESS,
+    [semconv.ATTR_QUEUE_JOB_OUTCOME]: 'completed',
+  };
+  const noop = async () => {};
+  return async (job) => {
+    const started = performance.now();
+    const waitS = Math.max(0, Date.now() - job.timestamp) / 1000;
+    floorInstruments.wait.record(waitS, series);
+    const span = floorTracer.startSpan(
+      `${semconv.OPERATION_PROCESS} ${queue}`,
+      {
+        kind: api.SpanKind.CONSUMER,
+        attributes: {
+          [semconv.ATTR_MESSAGING_SYSTEM]: 'bullmq',
+          [semconv.ATTR_MESSAGING_DESTINATION_NAME]: queue,
+          [semconv.ATTR_MESSAGING_OPERATION_NAME]: semconv.OPERATION_PROCESS,
+          [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.OPERATION_PROCESS,
+          [semconv.ATTR_QUEUE_JOB_ATTEMPT]: job.attemptsMade + 1,
+          [semconv.ATTR_QUEUE_JOB_NAME]: job.name,
+          [semconv.ATTR_MESSAGING_MESSAGE_ID]: job.id,
+          [semconv.ATTR_QUEUE_JOB_WAIT_DURATION]: waitS,
+        },
+      },
+      api.ROOT_CONTEXT,
+    );
+    await api.context.with(api.trace.setSpan(api.ROOT_CONTEXT, span), noop);
+    span.setAttribute(semconv.ATTR_QUEUE_JOB_OUTCOME, 'completed');
+    span.end();
+    floorInstruments.process.record((performance.now() - started) / 1000, completed);
+    floorInstruments.attempts.record(job.attemptsMade + 1, completed);
+  };
+}
+
 // ---- one round -----------------------------------------------------------------------------------
 
 let roundSeq = 0;
@@ -246,7 +315,7 @@ async function runRound(modeSpec) {
     }
     setMode(modeSpec);
 
-    worker = new Worker(name, async () => {}, { connection, prefix: PREFIX, concurrency: CONCURRENCY, autorun: false });
+    worker = new Worker(name, modeSpec.floor ? floorProcessor(name) : async () => {}, { connection, prefix: PREFIX, concurrency: CONCURRENCY, autorun: false });
     let completed = 0;
     let failed = 0;
     const failures = [];
@@ -381,7 +450,9 @@ async function main() {
     roundsPerMode: ROUNDS,
     concurrency: CONCURRENCY,
     producerContext: PRODUCER_CONTEXT,
-    modes: Object.fromEntries(MODES.map((m) => [m.key, m.instrumented ? `setConfig(${JSON.stringify(m.config)}) + enable()` : 'disable()'])),
+    modes: Object.fromEntries(
+      MODES.map((m) => [m.key, m.instrumented ? `setConfig(${JSON.stringify(m.config)}) + enable()` : m.floor ? 'disable(); hand-written span and records' : 'disable()']),
+    ),
     loadAvgAtStart: loadavg().map((x) => round(x, 2)),
   };
   console.log(
@@ -399,15 +470,13 @@ async function main() {
     console.log(`warm-up   ${r.mode.padEnd(labelWidth)} ${String(r.jobsPerSec).padStart(6)} jobs/s  ${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job  (discarded)`);
   }
 
-  // Blocks of one round per mode, cycling through all six orders of the three modes.
-  const [A, B, C] = MODES;
+  // Blocks of one round per mode, cycling through the orders of a balanced 4x4 Latin square.
+  const [A, B, C, D] = MODES;
   const orders = [
-    [A, B, C],
-    [C, B, A],
-    [B, C, A],
-    [A, C, B],
-    [C, A, B],
-    [B, A, C],
+    [A, B, D, C],
+    [B, C, A, D],
+    [C, D, B, A],
+    [D, A, C, B],
   ];
   const results = [];
   const blocks = [];
@@ -449,10 +518,10 @@ async function main() {
       addedRedisCommandsPerJob: round(on.medianRedisCommandsPerJob - off.medianRedisCommandsPerJob, 3),
       target,
       // The verdict uses the median-based figures; the paired ones are shown beside them.
-      addedCpuPass: addedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
-      throughputPass: throughputRatio >= target.minThroughputRatio,
-      pairedAddedCpuPass: pairedAddedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
-      pairedThroughputPass: pairedThroughputRatio >= target.minThroughputRatio,
+      addedCpuPass: target === undefined ? undefined : addedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
+      throughputPass: target === undefined ? undefined : throughputRatio >= target.minThroughputRatio,
+      pairedAddedCpuPass: target === undefined ? undefined : pairedAddedCpuUsPerJob <= target.maxAddedCpuUsPerJob,
+      pairedThroughputPass: target === undefined ? undefined : pairedThroughputRatio >= target.minThroughputRatio,
     };
   }
 
@@ -476,7 +545,7 @@ async function main() {
     ]),
   );
   console.log('');
-  const verdict = (pass) => (pass ? 'PASS' : 'MISS');
+  const verdict = (pass) => (pass === undefined ? '' : pass ? 'PASS' : 'MISS');
   console.log('vs uninstrumented (verdict on the median-based figures; paired = median over blocks of the within-block difference):');
   console.log(
     table([
@@ -486,11 +555,11 @@ async function main() {
         return [
           mode.label,
           c.addedCpuUsPerJob.toFixed(2),
-          `<= ${c.target.maxAddedCpuUsPerJob}`,
+          c.target === undefined ? '-' : `<= ${c.target.maxAddedCpuUsPerJob}`,
           verdict(c.addedCpuPass),
           `${c.pairedAddedCpuUsPerJob.toFixed(2)} ${verdict(c.pairedAddedCpuPass)}`,
           c.throughputRatio.toFixed(3),
-          `>= ${c.target.minThroughputRatio.toFixed(2)}`,
+          c.target === undefined ? '-' : `>= ${c.target.minThroughputRatio.toFixed(2)}`,
           verdict(c.throughputPass),
           `${c.pairedThroughputRatio.toFixed(3)} ${verdict(c.pairedThroughputPass)}`,
           c.addedRedisCommandsPerJob,
@@ -504,6 +573,14 @@ async function main() {
     `cost of per-job resources alone (everything on vs resources off): ` +
       `${round(summary.everythingOn.medianCpuUsPerJob - summary.resourcesOff.medianCpuUsPerJob, 2).toFixed(2)} µs CPU/job, ` +
       `throughput ratio ${round(summary.everythingOn.medianJobsPerSec / summary.resourcesOff.medianJobsPerSec, 3).toFixed(3)}`,
+  );
+  const floor = summary.sdkFloor;
+  console.log(
+    `queue-otel's own cost over the hand-written SDK floor: resources off ` +
+      `${round(summary.resourcesOff.medianCpuUsPerJob - floor.medianCpuUsPerJob, 2).toFixed(2)} µs CPU/job, ` +
+      `throughput ratio ${round(summary.resourcesOff.medianJobsPerSec / floor.medianJobsPerSec, 3).toFixed(3)}; everything on ` +
+      `${round(summary.everythingOn.medianCpuUsPerJob - floor.medianCpuUsPerJob, 2).toFixed(2)} µs CPU/job, ` +
+      `throughput ratio ${round(summary.everythingOn.medianJobsPerSec / floor.medianJobsPerSec, 3).toFixed(3)}`,
   );
   env.loadAvgAtEnd = loadavg().map((x) => round(x, 2));
   console.log(`load average (1/5/15 min) at start ${env.loadAvgAtStart.join(' ')}, at end ${env.loadAvgAtEnd.join(' ')}`);

@@ -18,6 +18,10 @@
 //   BENCH_ROUNDS       measured rounds per mode (default 12), after one discarded warm-up of each
 //   BENCH_CONCURRENCY  worker concurrency (default 50)
 //   BENCH_REDIS_URL    Redis to use (default redis://127.0.0.1:6379)
+//   BENCH_CALLGRIND_MODE  set by bench/instructions.mjs, which runs this file under valgrind's
+//                      callgrind: one warm-up and one measured round of that mode only, the
+//                      measured round between callgrind_control's zero and dump; periodic export
+//                      every 10 minutes instead of every second, so only per-job work is counted
 //   BENCH_PRODUCER_CONTEXT=1  add the jobs of instrumented rounds with the instrumentation on, so
 //                      they carry the producer's trace context (the process span gets a link).
 //                      Default off: jobs are always added uninstrumented; adding is never timed.
@@ -41,6 +45,8 @@ import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const require = createRequire(import.meta.url);
@@ -51,6 +57,9 @@ const ROUNDS = intEnv('BENCH_ROUNDS', 12);
 const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 50);
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const PRODUCER_CONTEXT = process.env.BENCH_PRODUCER_CONTEXT === '1';
+const CALLGRIND_MODE = process.env.BENCH_CALLGRIND_MODE;
+/** Under callgrind a second lasts about 50 times longer: periodic export would count as per-job work. */
+const EXPORT_INTERVAL_MS = CALLGRIND_MODE ? 600_000 : 1000;
 const ROUND_TIMEOUT_MS = 120_000;
 const PREFIX = 'qotel-bench';
 
@@ -127,7 +136,7 @@ const spanProcessor = new BatchSpanProcessor({
   exporter: dropSpans,
   maxQueueSize: 65536, // large enough that no span of a round is dropped (dropping would be cheaper)
   maxExportBatchSize: 512,
-  scheduledDelayMillis: 1000,
+  scheduledDelayMillis: EXPORT_INTERVAL_MS,
 });
 const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
 
@@ -141,7 +150,7 @@ const dropMetrics = {
   async shutdown() {},
 };
 const meterProvider = new MeterProvider({
-  readers: [new PeriodicExportingMetricReader({ exporter: dropMetrics, exportIntervalMillis: 1000, exportTimeoutMillis: 1000 })],
+  readers: [new PeriodicExportingMetricReader({ exporter: dropMetrics, exportIntervalMillis: EXPORT_INTERVAL_MS, exportTimeoutMillis: 1000 })],
 });
 
 // ---- the instrumentation, then bullmq (require-in-the-middle patches it as it loads) -----------
@@ -294,11 +303,16 @@ function floorProcessor(queue) {
 
 // ---- one round -----------------------------------------------------------------------------------
 
+/** Zeroes or dumps callgrind's counters of this process (asynchronously: the loop must go on). */
+async function callgrindControl(flag) {
+  await promisify(execFile)('callgrind_control', [flag, String(process.pid)]);
+}
+
 let roundSeq = 0;
 const BY_COMMAND = Symbol('redisCommandsPerJobByCommand');
 const MODE_KEY = Symbol('modeKey');
 
-async function runRound(modeSpec) {
+async function runRound(modeSpec, measured = true) {
   const mode = modeSpec.label;
   const name = `overhead-${process.pid}-${++roundSeq}-${modeSpec.key}`;
   const queue = new Queue(name, { connection, prefix: PREFIX });
@@ -350,6 +364,7 @@ async function runRound(modeSpec) {
     const redisBefore = await redisCommandCalls();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    if (measured && CALLGRIND_MODE) await callgrindControl('--zero');
     const running = worker.run();
     running.catch((err) => rejectDone(err));
     const timer = setTimeout(
@@ -358,6 +373,7 @@ async function runRound(modeSpec) {
     );
     try {
       await done;
+      if (measured && CALLGRIND_MODE) await callgrindControl('--dump');
     } finally {
       clearTimeout(timer);
     }
@@ -440,6 +456,14 @@ function table(rows) {
 // ---- main ----------------------------------------------------------------------------------------------
 
 async function main() {
+  if (CALLGRIND_MODE) {
+    const mode = MODES.find((m) => m.key === CALLGRIND_MODE);
+    if (mode === undefined) throw new Error(`BENCH_CALLGRIND_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);
+    await runRound(mode, false); // warm-up, not counted
+    const r = await runRound(mode);
+    console.log(JSON.stringify({ callgrindRound: { mode: mode.key, label: mode.label, jobs: JOBS, spansPerJob: r.spansPerJob } }));
+    return;
+  }
   const env = {
     node: process.version,
     bullmq: bullmqVersion,

@@ -1,0 +1,92 @@
+// Instructions per job in each mode of bench/overhead.mjs, counted by valgrind's callgrind: a
+// figure that does not move with the load of a shared machine (the same run twice gives the same
+// count within a few percent, the rest being garbage collection falling in or out of the window),
+// where time and throughput move by 1.5x between rounds. What it does not see: cache misses,
+// waiting on Redis, other processes. Read it beside `node bench/overhead.mjs`, not instead.
+//
+// Run: `npm run bench:instructions` (builds first), or `node bench/instructions.mjs` after a
+// build. Needs valgrind (`apt-get install valgrind`) and Redis. Each mode runs bench/overhead.mjs
+// in a process of its own under callgrind (BENCH_CALLGRIND_MODE): one warm-up round, then one
+// round whose instructions are counted from worker.run() until the last job completed, main thread
+// (the worker's event loop, the bottleneck at concurrency 50) and all threads (garbage collection
+// helpers included). Two modes at a time; about 6 minutes on a 2-CPU machine.
+//
+// Environment: BENCH_JOBS (jobs in the counted round, default 6000), BENCH_REDIS_URL.
+
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const JOBS = Number(process.env.BENCH_JOBS || 6000);
+const MODES = ['uninstrumented', 'resourcesOff', 'everythingOn', 'sdkFloor'];
+const overhead = fileURLToPath(new URL('./overhead.mjs', import.meta.url));
+
+try {
+  execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+} catch {
+  console.error('bench/instructions.mjs needs valgrind (apt-get install valgrind)');
+  process.exit(2);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'queue-otel-callgrind-'));
+
+/** Instructions ("summary:" or "totals:" line) of one callgrind dump file. */
+function instructionsOf(file) {
+  const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
+  if (!m) throw new Error(`no instruction total in ${file}`);
+  return Number(m[1]);
+}
+
+async function count(mode) {
+  const out = join(dir, `cg.${mode}`);
+  const { stdout } = await promisify(execFile)(
+    'valgrind',
+    ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath, overhead],
+    { env: { ...process.env, BENCH_CALLGRIND_MODE: mode, BENCH_JOBS: String(JOBS) }, maxBuffer: 64 * 1024 * 1024 },
+  );
+  const line = stdout.split('\n').find((l) => l.startsWith('{"callgrindRound"'));
+  if (!line) throw new Error(`${mode}: bench/overhead.mjs printed no result:\n${stdout}`);
+  // With --separate-threads, the dump asked for by callgrind_control is `<out>.1-<thread>`; thread 01 is the main thread.
+  const dumps = readdirSync(dir).filter((f) => f.startsWith(`cg.${mode}.1-`));
+  if (dumps.length === 0) throw new Error(`${mode}: no callgrind dump in ${dir}`);
+  const byThread = dumps.map((f) => [f, instructionsOf(join(dir, f))]);
+  const main = byThread.find(([f]) => f.endsWith('-01'))?.[1] ?? 0;
+  const all = byThread.reduce((sum, [, n]) => sum + n, 0);
+  return { mode, ...JSON.parse(line).callgrindRound, mainPerJob: Math.round(main / JOBS), allThreadsPerJob: Math.round(all / JOBS) };
+}
+
+const started = performance.now();
+const results = {};
+try {
+  for (let i = 0; i < MODES.length; i += 2) {
+    const pair = await Promise.all(MODES.slice(i, i + 2).map(count));
+    for (const r of pair) results[r.mode] = r;
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const base = results.uninstrumented;
+const rows = MODES.map((m) => {
+  const r = results[m];
+  return [
+    r.label,
+    r.mainPerJob.toLocaleString('en-US'),
+    (base.mainPerJob / r.mainPerJob).toFixed(3),
+    r.allThreadsPerJob.toLocaleString('en-US'),
+    (base.allThreadsPerJob / r.allThreadsPerJob).toFixed(3),
+  ];
+});
+const header = ['mode', 'main thread instr/job', 'ratio', 'all threads instr/job', 'ratio'];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+console.log(`instructions per job, ${JOBS} no-op BullMQ jobs at concurrency 50 counted per mode (Node ${process.version})`);
+console.log(line(header));
+for (const r of rows) console.log(line(r));
+console.log('ratio: uninstrumented instructions / the mode\'s (the throughput it would reach if instructions were all that counted)');
+const file = fileURLToPath(new URL('./instructions-last-run.json', import.meta.url));
+writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, jobs: JOBS, results, seconds: Math.round((performance.now() - started) / 1000) }, null, 2) + '\n');
+console.log(`written to ${file}`);

@@ -1,6 +1,5 @@
 // What is Bull's own, beyond the conformance suite (test/bull.test.ts): jobs without a name,
 // sandboxed (file) processors, stalled jobs, and no extra Redis command per job.
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SpanKind } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,10 +8,10 @@ import { commandsUnder, privateRedis } from './helpers/monitor.js';
 import { histogram, points } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const otel = setupTelemetry(new BullInstrumentation({ queueState: false }));
-const Queue = require('bull') as typeof import('bull');
+const Queue = requireLibrary<typeof import('bull')>('bull');
 const redis = { host: connection().host, port: connection().port };
 const closers: Array<() => Promise<unknown>> = [];
 afterAll(async () => {

@@ -1,6 +1,5 @@
 // createQueueDashboard (queue-otel/dashboard) in an SDK set up in code: its reader in a real
 // MeterProvider, real jobs, and the HTTP answers a browser gets.
-import { createRequire } from 'node:module';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { afterAll, describe, expect, it } from 'vitest';
 // The built entry point (npm test builds first): it serves the page and uPlot from dist/assets,
@@ -8,13 +7,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createQueueDashboard } from '../dist/esm/dashboard.js';
 import { BullMQInstrumentation } from '../src/index.js';
 import { connection, queueName, until } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const dashboard = createQueueDashboard({ port: 0, serviceName: 'api-test' });
 const meterProvider = new MeterProvider({ readers: [dashboard.reader] });
 const instrumentation = new BullMQInstrumentation({ queueStateInterval: 500 });
 instrumentation.setMeterProvider(meterProvider);
-const bullmq = require('bullmq') as typeof import('bullmq');
+const bullmq = requireLibrary<typeof import('bullmq')>('bullmq');
 
 afterAll(async () => {
   instrumentation.disable();

@@ -1,6 +1,5 @@
 // What is pg-boss's own, beyond the conformance suite (test/pg-boss.test.ts, with pg-boss's own
 // telemetry on): pg-boss with its telemetry off, the job objects the handler sees, and the lease.
-import { createRequire } from 'node:module';
 import { SpanKind } from '@opentelemetry/api';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,10 +8,10 @@ import { histogram, points, total } from './helpers/otel.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { queueName, sleep, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const otel = setupTelemetry(new PgBossInstrumentation({ queueStateInterval: 300 }), true);
-const { PgBoss } = require('pg-boss') as typeof import('pg-boss');
+const { PgBoss } = requireLibrary<typeof import('pg-boss')>('pg-boss');
 const schema = schemaName('pgboss_off');
 const boss = new PgBoss({ connectionString: pgUrl(), schema, monitorIntervalSeconds: 1, superviseIntervalSeconds: 1, openTelemetry: { enabled: false } });
 

@@ -2,14 +2,13 @@
 // `node --import queue-otel/register app.mjs`, configured only by environment variables, in child
 // processes against the real Redis; what they export is read from a real OTLP/HTTP receiver or
 // the real Prometheus endpoint.
-import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attributes, type Child, type OtlpMetrics, type OtlpReceiver, freePort, startNode, startOtlpReceiver } from './helpers/processes.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { connection, queueName, sleep, until } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
-const { Queue } = require('bullmq') as typeof import('bullmq');
+const { Queue } = requireLibrary<typeof import('bullmq')>('bullmq');
 
 const CJS_APP = 'test/fixtures/register/app.cjs';
 const ESM_APP = 'test/fixtures/register/app.mjs';

@@ -24,6 +24,6 @@ export class BullInstrumentation extends QueueInstrumentationBase {
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<BullExports>(bullPatches);
-    return [new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch)];
+    return this.withVersionWarnings([new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch)]);
   }
 }

@@ -28,6 +28,6 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<PgBossExports>(pgBossPatches);
-    return [new InstrumentationNodeModuleDefinition('pg-boss', SUPPORTED, patch, unpatch)];
+    return this.withVersionWarnings([new InstrumentationNodeModuleDefinition('pg-boss', SUPPORTED, patch, unpatch)]);
   }
 }

@@ -1,14 +1,13 @@
 // pg-boss 12 through its own API, for the conformance suite. pg-boss is an ES module; it is
 // loaded with require() as a CommonJS application would (Node 22.12+), the path
 // require-in-the-middle patches (test/pg-boss-specific.test.ts covers `import`).
-import { createRequire } from 'node:module';
 import { PgBossInstrumentation } from '../../../src/index.js';
+import { requireLibrary } from '../../helpers/library.js';
 import { dropSchemas, pgUrl, schemaName } from '../../helpers/postgres.js';
 import { queueName } from '../../helpers/redis.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
 import type { Driver, TestQueue } from '../driver.js';
 
-const require = createRequire(import.meta.url);
 type PgBossModule = typeof import('pg-boss');
 
 export const pgBossDriver: Driver = {
@@ -25,7 +24,7 @@ export const pgBossDriver: Driver = {
   async start(config) {
     // pg-boss's own telemetry uses the global providers, as under NodeSDK.
     const otel = setupTelemetry(new PgBossInstrumentation(config), true);
-    const { PgBoss } = require('pg-boss') as PgBossModule;
+    const { PgBoss } = requireLibrary<PgBossModule>('pg-boss');
     const schema = schemaName('pgboss');
     const boss = new PgBoss({
       connectionString: pgUrl(),

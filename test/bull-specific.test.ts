@@ -45,7 +45,8 @@ describe('bull', () => {
 
   it('a sandboxed (file) processor: the span and metrics in the parent, CPU and memory of the child process', async () => {
     const { name, queue } = bullQueue('sandbox');
-    void queue.process('crunch', fileURLToPath(new URL('./fixtures/resource-processor.cjs', import.meta.url)));
+    // A .js file: Bull accepts .cjs processors only from 4.9.0.
+    void queue.process('crunch', fileURLToPath(new URL('./fixtures/resource-processor.js', import.meta.url)));
     let result: { cpuMs: number; rss: number } | undefined;
     queue.on('completed', (_job, value) => (result = value));
     await queue.add('crunch', { spinMs: 400, holdMb: 30 });

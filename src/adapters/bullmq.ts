@@ -8,7 +8,10 @@
  *   `handleCompleted` or `handleFailed`, which record the outcome in Redis in the same round trip
  *   that fetches the next job. Wrapping it gives the whole attempt, in the parent process for
  *   sandboxed processors too, and no extra Redis command.
- * - `Worker.handleFailed(err, job, ...)` is the only place the processor's error is visible.
+ * - The processor's error is recorded where the attempt is wrapped (`callProcessJob`), on every
+ *   version. `Worker.handleFailed(err, job, ...)` also sees errors that do not come from the
+ *   processor (a deferred parent failure, a failed completion), but it is a method only from
+ *   bullmq 5.53.3: before that it is a closure inside processJob (see docs/compatibility.md).
  * - Whether a failure was final is BullMQ's decision (attempts, backoff, UnrecoverableError);
  *   `Job.moveToFailed` sets `finishedOn` only when the job goes to the failed set, and
  *   `moveToCompleted` always does, so "did finishedOn change during the attempt" is the answer.
@@ -35,12 +38,15 @@ interface BullJob {
   attemptsMade?: number;
   attemptsStarted?: number;
   finishedOn?: number;
+  /** Set on a flow's parent whose child failed with failParentOnFailure (bullmq 5.49.2+). */
+  deferredFailure?: string;
 }
 interface BullWorker {
   name: string;
   /** Set when the processor is a file: jobs run in a child process or worker thread. */
   childPool?: unknown;
-  opts?: { telemetry?: unknown };
+  opts?: { telemetry?: unknown; concurrency?: number };
+  /** A getter only from bullmq 5.25.2; before, the setter writes `opts.concurrency`. */
   concurrency?: number;
   on(event: 'stalled', listener: (jobId: string) => void): unknown;
   off(event: 'stalled', listener: (jobId: string) => void): unknown;
@@ -65,6 +71,7 @@ interface BullFlowProducer {
 /** The exports of the `bullmq` module this adapter patches. */
 export interface BullMQExports {
   Worker?: { prototype: object };
+  UnrecoverableError?: new (message?: string) => Error;
   QueueEvents?: { prototype: object };
   ChildPool?: { prototype: object };
   Queue?: { prototype: object };
@@ -94,7 +101,7 @@ export function bullmqPatches(exports: BullMQExports, telemetry: QueueTelemetry)
   const worker = exports.Worker?.prototype;
   if (worker) {
     patches.push(
-      { target: worker, method: 'processJob', wrap: (o) => wrapProcessJob(o, telemetry) },
+      { target: worker, method: 'processJob', wrap: (o) => wrapProcessJob(o, telemetry, exports.UnrecoverableError) },
       { target: worker, method: 'callProcessJob', wrap: (o) => wrapCallProcessJob(o, telemetry) },
       { target: worker, method: 'handleFailed', wrap: (o) => wrapHandleFailed(o, telemetry) },
       { target: worker, method: 'run', wrap: (o) => wrapRun(o, telemetry) },
@@ -123,12 +130,19 @@ export function bullmqPatches(exports: BullMQExports, telemetry: QueueTelemetry)
 
 // ---- consumer ---------------------------------------------------------------------------------
 
-/** The error of the attempt each job is in, set by handleFailed and read when processJob ends. */
+/**
+ * The error of the attempt each job is in, set where BullMQ's processor call rejects (and by
+ * handleFailed, where it is a method), read when processJob ends.
+ */
 const failures = new WeakMap<object, unknown>();
 /** The attempt each job is in, from processJob to callProcessJob. */
 const inFlight = new WeakMap<object, Attempt>();
 
-function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapProcessJob(
+  original: AnyFunction,
+  telemetry: QueueTelemetry,
+  Unrecoverable: BullMQExports['UnrecoverableError'],
+): AnyFunction {
   const attempts = telemetry.attempts;
   return function processJob(this: BullWorker, job: BullJob): unknown {
     const call = original as (...a: unknown[]) => Promise<unknown>;
@@ -145,6 +159,9 @@ function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFu
     if (attempt === undefined) return call.apply(this, arguments as never);
     const finishedBefore = job.finishedOn;
     failures.delete(job);
+    // A parent whose child failed with failParentOnFailure: BullMQ fails it with this error without
+    // calling the processor, and before 5.53.3 it does so where no wrap sees the error.
+    if (typeof job.deferredFailure === 'string' && job.deferredFailure !== '') failures.set(job, deferred(job.deferredFailure, Unrecoverable));
     inFlight.set(job, attempt);
     let promise: Promise<unknown>;
     try {
@@ -169,14 +186,45 @@ function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFu
   };
 }
 
-/** The processor's call: run in the attempt's context (its span, its resource slices). */
+/** The error BullMQ fails a job with for its deferred failure (`new UnrecoverableError(reason)`). */
+function deferred(reason: string, Unrecoverable: BullMQExports['UnrecoverableError']): Error {
+  if (typeof Unrecoverable === 'function') return new Unrecoverable(reason);
+  const error = new Error(reason);
+  error.name = 'UnrecoverableError';
+  return error;
+}
+
+/**
+ * The processor's call: run in the attempt's context (its span, its resource slices), and its
+ * error recorded for the attempt's end. Recording it here, not only in handleFailed, is what makes
+ * outcomes right before bullmq 5.53.3, where handleFailed is a closure no wrap reaches.
+ */
 function wrapCallProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
   return function callProcessJob(this: BullWorker, job: BullJob): unknown {
     const call = original as (...a: unknown[]) => unknown;
     const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
     if (attempt === undefined) return call.apply(this, arguments as never);
     const args = arguments;
-    return telemetry.attempts.runProcessor(attempt, () => call.apply(this, args as never), this.childPool != null);
+    const failed = (error: unknown) => {
+      try {
+        failures.set(job, error);
+        // With BullMQ's own telemetry its process span is active here (this runs in the context
+        // callProcessJob was called in); it records the exception but never sets ERROR status.
+        if (this.opts?.telemetry && !isDeferral(error)) telemetry.attempts.failActiveSpan(error);
+      } catch (e) {
+        telemetry.diag.error('could not record a failed attempt', e);
+      }
+    };
+    let result: unknown;
+    try {
+      result = telemetry.attempts.runProcessor(attempt, () => call.apply(this, args as never), this.childPool != null);
+    } catch (error) {
+      failed(error);
+      throw error;
+    }
+    // A branch of its own: BullMQ gets the very promise the processor returned.
+    if (result instanceof Promise) result.then(undefined, failed);
+    return result;
   };
 }
 
@@ -252,12 +300,16 @@ function attemptEnd(job: BullJob, finishedBefore: number | undefined): AttemptEn
     : { outcome: 'retried', error };
 }
 
+/** bullmq 5.53.3+: also sees errors that are not the processor's (see the file comment). */
 function wrapHandleFailed(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
   return function handleFailed(this: BullWorker, error: unknown, job: BullJob): unknown {
-    if (job !== null && typeof job === 'object') failures.set(job, error);
+    const isJob = job !== null && typeof job === 'object';
+    // The processor's own error was recorded (and BullMQ's span marked) by callProcessJob.
+    const seen = isJob && failures.has(job) && failures.get(job) === error;
+    if (isJob) failures.set(job, error);
     // With BullMQ's own telemetry the process span is BullMQ's and is active here; it records
     // the exception but never sets an ERROR status, so set it.
-    if (this.opts?.telemetry && !isDeferral(error)) telemetry.attempts.failActiveSpan(error);
+    if (!seen && this.opts?.telemetry && !isDeferral(error)) telemetry.attempts.failActiveSpan(error);
     return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
   };
 }
@@ -273,7 +325,7 @@ function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction 
     running.add(this);
     watch(this, telemetry);
     const queue = this.name;
-    const unregister = telemetry.addWorker(queue, () => this.concurrency ?? 0);
+    const unregister = telemetry.addWorker(queue, () => this.concurrency ?? this.opts?.concurrency ?? 0);
     const onStalled = () => telemetry.stalled(queue);
     this.on('stalled', onStalled);
     const cleanup = () => {

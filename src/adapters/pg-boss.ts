@@ -14,12 +14,17 @@
  * - The outcome is pg-boss's own rule: a throw fails every job of the batch, and a failed job is
  *   retried while `retryCount < retryLimit` (the `fail` SQL), else it goes to the failed state
  *   (and to its dead-letter queue). `retryCount` is 0 on the first attempt.
- * - pg-boss's telemetry (`openTelemetry` option, on unless `enabled: false`) makes `send` and
- *   `process` spans and the `messaging.*` metrics itself. Whether it is on is read from the config
- *   of the database pg-boss builds (`getDb()`, called by its constructor); with a database adapter
- *   of the application's own it is taken to be on, pg-boss's default.
+ * - pg-boss's telemetry (from 12.38.0: dist/telemetry.js and the `openTelemetry` option, on unless
+ *   `enabled: false`) makes `send` and `process` spans and the `messaging.*` metrics itself. Whether
+ *   the loaded release has it is known from its version (the instrumentation's only view of which
+ *   pg-boss it patched: everything else is private); whether it is on, from the config of the
+ *   database pg-boss builds (`getDb()`, called by its constructor); with a database adapter of the
+ *   application's own it is taken to be on, pg-boss's default.
+ * - Release differences the wraps absorb (docs/compatibility.md): `offWork(name | { id })` before
+ *   12.2.0; `retryCount` is a minimal job column only from 12.35.0.
  * - Jobs have no name: pg-boss's `name` is the queue.
  */
+import { satisfies } from 'semver';
 import type { Attempt, AttemptEnd, AttemptFacts } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { QueueHolders } from './holders.js';
@@ -51,8 +56,27 @@ export interface PgBossExports {
   PgBoss?: { prototype: object };
 }
 
-/** The columns of a job without `includeMetadata` (pg-boss's JOB_COLUMNS_MIN), and the signal it adds. */
-const MINIMAL_JOB_KEYS = new Set(['id', 'name', 'data', 'retryCount', 'expireInSeconds', 'heartbeatSeconds', 'groupId', 'groupTier', 'signal']);
+/**
+ * The columns of a job without `includeMetadata` (pg-boss's JOB_COLUMNS_MIN, which grew over 12.x:
+ * heartbeatSeconds, groupId, groupTier, then retryCount in 12.35.0), and the signal it adds.
+ */
+const MINIMAL_JOB_KEYS = ['id', 'name', 'data', 'expireInSeconds', 'heartbeatSeconds', 'groupId', 'groupTier', 'signal'];
+
+/** What the loaded pg-boss release has, from its version (undefined: assume the newest). */
+interface PgBossFeatures {
+  /** Its own OpenTelemetry spans and metrics (12.38.0+). */
+  ownTelemetry: boolean;
+  /** The job fields a handler gets without `includeMetadata`. */
+  minimalKeys: ReadonlySet<string>;
+}
+
+function featuresOf(version: string | undefined): PgBossFeatures {
+  const since = (first: string) => version === undefined || satisfies(version, `>=${first}`, { includePrerelease: true });
+  return {
+    ownTelemetry: since('12.38.0'),
+    minimalKeys: new Set(since('12.35.0') ? [...MINIMAL_JOB_KEYS, 'retryCount'] : MINIMAL_JOB_KEYS),
+  };
+}
 
 /** What this adapter learned of each PgBoss instance. */
 interface BossInfo {
@@ -65,36 +89,41 @@ interface BossInfo {
 }
 const bosses = new WeakMap<object, BossInfo>();
 
-function infoOf(boss: object): BossInfo {
+/** `features`: of the pg-boss copy the instance comes from, for an instance seen the first time. */
+function infoOf(boss: object, features?: PgBossFeatures): BossInfo {
   let info = bosses.get(boss);
-  if (info === undefined) bosses.set(boss, (info = { native: true, schema: 'pgboss', stopped: false, workers: new Map() }));
+  const native = features?.ownTelemetry ?? false;
+  if (info === undefined) bosses.set(boss, (info = { native, schema: 'pgboss', stopped: false, workers: new Map() }));
   return info;
 }
 
-export function pgBossPatches(exports: PgBossExports, telemetry: QueueTelemetry): MethodPatch[] {
+/** `version`: of the loaded pg-boss, as OpenTelemetry read it from its package.json. */
+export function pgBossPatches(exports: PgBossExports, telemetry: QueueTelemetry, version?: string): MethodPatch[] {
   const boss = exports.PgBoss?.prototype;
   if (!boss) return [];
+  const features = featuresOf(version);
   return [
-    { target: boss, method: 'getDb', wrap: wrapGetDb },
-    { target: boss, method: 'work', wrap: (o) => wrapWork(o, telemetry) },
-    { target: boss, method: 'offWork', wrap: wrapOffWork },
-    { target: boss, method: 'stop', wrap: wrapStop },
-    { target: boss, method: 'start', wrap: wrapStart },
-    { target: boss, method: 'send', wrap: (o) => wrapSend(o, telemetry) },
-    { target: boss, method: 'sendAfter', wrap: (o) => wrapSend(o, telemetry) },
-    { target: boss, method: 'insert', wrap: (o) => wrapInsert(o, telemetry) },
+    { target: boss, method: 'getDb', wrap: (o) => wrapGetDb(o, features) },
+    { target: boss, method: 'work', wrap: (o) => wrapWork(o, telemetry, features) },
+    { target: boss, method: 'offWork', wrap: (o) => wrapOffWork(o, features) },
+    { target: boss, method: 'stop', wrap: (o) => wrapStop(o, features) },
+    { target: boss, method: 'start', wrap: (o) => wrapStart(o, features) },
+    { target: boss, method: 'send', wrap: (o) => wrapSend(o, telemetry, features) },
+    { target: boss, method: 'sendAfter', wrap: (o) => wrapSend(o, telemetry, features) },
+    { target: boss, method: 'insert', wrap: (o) => wrapInsert(o, telemetry, features) },
   ];
 }
 
 /** The constructor's first getDb() returns the database pg-boss built from its config. */
-function wrapGetDb(original: AnyFunction): AnyFunction {
+function wrapGetDb(original: AnyFunction, features: PgBossFeatures): AnyFunction {
   return function getDb(this: object): unknown {
     const db = (original as (...a: unknown[]) => unknown).apply(this, arguments as never) as PgBossDb | undefined;
     if (!bosses.has(this)) {
-      const info = infoOf(this);
+      const info = infoOf(this, features);
       const config = db?.config;
       if (config !== undefined) {
-        info.native = config.openTelemetry?.enabled !== false;
+        // Before 12.38.0 pg-boss has no telemetry, whatever its config says.
+        info.native = features.ownTelemetry && config.openTelemetry?.enabled !== false;
         if (typeof config.schema === 'string') info.schema = config.schema;
       }
     }
@@ -102,16 +131,16 @@ function wrapGetDb(original: AnyFunction): AnyFunction {
   };
 }
 
-function wrapStart(original: AnyFunction): AnyFunction {
+function wrapStart(original: AnyFunction, features: PgBossFeatures): AnyFunction {
   return function start(this: object): unknown {
-    infoOf(this).stopped = false;
+    infoOf(this, features).stopped = false;
     return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
   };
 }
 
-function wrapStop(original: AnyFunction): AnyFunction {
+function wrapStop(original: AnyFunction, features: PgBossFeatures): AnyFunction {
   return function stop(this: object): unknown {
-    const info = infoOf(this);
+    const info = infoOf(this, features);
     info.stopped = true;
     for (const queue of info.workers.values()) for (const unregister of queue.values()) unregister();
     info.workers.clear();
@@ -119,14 +148,19 @@ function wrapStop(original: AnyFunction): AnyFunction {
   };
 }
 
-function wrapOffWork(original: AnyFunction): AnyFunction {
+/** `offWork(name, { id? })`; before 12.2.0 `offWork(name)` or `offWork({ id })`. */
+function wrapOffWork(original: AnyFunction, features: PgBossFeatures): AnyFunction {
   return function offWork(this: object, name: unknown, options?: { id?: string }): unknown {
-    const queue = infoOf(this).workers.get(String(name));
-    if (queue !== undefined) {
-      for (const [id, unregister] of queue) {
-        if (options?.id === undefined || options.id === id) {
+    const workers = infoOf(this, features).workers;
+    const byId = name !== null && typeof name === 'object';
+    const id = byId ? (name as { id?: unknown }).id : options?.id;
+    const queues = byId ? (id === undefined ? [] : [...workers.values()]) : [workers.get(String(name))];
+    for (const queue of queues) {
+      if (queue === undefined) continue;
+      for (const [workerId, unregister] of queue) {
+        if (id === undefined || id === workerId) {
           unregister();
-          queue.delete(id);
+          queue.delete(workerId);
         }
       }
     }
@@ -136,7 +170,7 @@ function wrapOffWork(original: AnyFunction): AnyFunction {
 
 // ---- consumer ---------------------------------------------------------------------------------
 
-function wrapWork(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapWork(original: AnyFunction, telemetry: QueueTelemetry, features: PgBossFeatures): AnyFunction {
   return function work(this: PgBoss, name: unknown, ...args: unknown[]): unknown {
     const call = original as (...a: unknown[]) => Promise<unknown>;
     const handlerFirst = typeof args[0] === 'function';
@@ -145,10 +179,10 @@ function wrapWork(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction
     if (typeof name !== 'string' || typeof handler !== 'function' || (options != null && typeof options !== 'object')) {
       return call.apply(this, [name, ...args]);
     }
-    const info = infoOf(this);
+    const info = infoOf(this, features);
     watch(this, name, telemetry);
-    const wantsMetadata = options?.includeMetadata === true;
-    const wrapped = wrapHandler(handler as AnyFunction, name, info, wantsMetadata, options?.perJobResults === true, telemetry);
+    const keep = options?.includeMetadata === true ? undefined : features.minimalKeys;
+    const wrapped = wrapHandler(handler as AnyFunction, name, info, keep, options?.perJobResults === true, telemetry);
     const promise = call.call(this, name, { ...options, includeMetadata: true }, wrapped, ...args.slice(2));
     const concurrency = positive(options?.localConcurrency) * positive(options?.batchSize);
     return promise.then((id) => {
@@ -168,7 +202,8 @@ function wrapHandler(
   handler: AnyFunction,
   queue: string,
   info: BossInfo,
-  wantsMetadata: boolean,
+  /** The fields to leave on each job (the application did not ask for the metadata), or all. */
+  keep: ReadonlySet<string> | undefined,
   perJobResults: boolean,
   telemetry: QueueTelemetry,
 ): AnyFunction {
@@ -193,7 +228,7 @@ function wrapHandler(
         nativeMessagingMetrics: info.native,
         job,
       };
-      if (!wantsMetadata) stripMetadata(job);
+      if (keep !== undefined) stripMetadata(job, keep);
       const attempt = telemetry.attempts.start(facts);
       if (attempt !== undefined) started.push({ attempt, job, retryCount, retryLimit });
     }
@@ -252,8 +287,8 @@ function timeOf(value: unknown): number | undefined {
 }
 
 /** The job as the application's handler would have seen it without `includeMetadata`. */
-function stripMetadata(job: PgBossJob): void {
-  for (const key of Object.keys(job)) if (!MINIMAL_JOB_KEYS.has(key)) delete job[key];
+function stripMetadata(job: PgBossJob, keep: ReadonlySet<string>): void {
+  for (const key of Object.keys(job)) if (!keep.has(key)) delete job[key];
 }
 
 // ---- queue state ------------------------------------------------------------------------------
@@ -281,12 +316,12 @@ function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
  * off, queue-otel makes the `send` span and metrics; pg-boss then stores no trace context with the
  * job (only its telemetry writes the `trace_context` column), so the process span has no link.
  */
-function wrapSend(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapSend(original: AnyFunction, telemetry: QueueTelemetry, features: PgBossFeatures): AnyFunction {
   return function send(this: PgBoss, first: unknown): unknown {
     const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
     const name = typeof first === 'string' ? first : (first as { name?: unknown } | null)?.name;
     if (typeof name !== 'string') return call();
-    const info = infoOf(this);
+    const info = infoOf(this, features);
     watch(this, name, telemetry);
     if (info.native) return call();
     const data = typeof first === 'string' ? arguments[1] : (first as { data?: unknown }).data;
@@ -298,11 +333,11 @@ function wrapSend(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction
   };
 }
 
-function wrapInsert(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapInsert(original: AnyFunction, telemetry: QueueTelemetry, features: PgBossFeatures): AnyFunction {
   return function insert(this: PgBoss, name: unknown, jobs: unknown): unknown {
     const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
     if (typeof name !== 'string' || !Array.isArray(jobs)) return call();
-    const info = infoOf(this);
+    const info = infoOf(this, features);
     watch(this, name, telemetry);
     if (info.native) return call();
     return telemetry.sends.run(

@@ -141,17 +141,18 @@ export abstract class QueueInstrumentationBase<
    * The load and unload hooks of a module (or one of its files) whose adapter patches methods:
    * `patchesOf` builds the patches for one loaded copy of its exports.
    */
-  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: QueueTelemetry) => MethodPatch[]): {
-    patch: (exports: Exports) => Exports;
-    unpatch: (exports: Exports | undefined) => void;
+  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: QueueTelemetry, version?: string) => MethodPatch[]): {
+    patch: (exports: Exports, version?: string) => Exports;
+    unpatch: (exports: Exports | undefined, version?: string) => void;
   } {
+    // `version`: of the loaded module (OpenTelemetry reads its package.json), for what differs by release.
     return {
-      patch: (exports) => {
-        this.applyPatches(patchesOf(exports, this.telemetry));
+      patch: (exports, version) => {
+        this.applyPatches(patchesOf(exports, this.telemetry, version));
         return exports;
       },
-      unpatch: (exports) => {
-        if (exports) this.removePatches(patchesOf(exports, this.telemetry));
+      unpatch: (exports, version) => {
+        if (exports) this.removePatches(patchesOf(exports, this.telemetry, version));
       },
     };
   }

@@ -53,6 +53,14 @@ export function libraryVersion(name: LibraryName): string {
 }
 
 /**
+ * `require(pkg)` from where `library` is loaded from: a package that must match the library's
+ * version (bullmq-otel for bullmq), installed beside it in the matrix folder.
+ */
+export function requireBeside<T = unknown>(library: LibraryName, pkg: string): T {
+  return requireFor(library)(pkg) as T;
+}
+
+/**
  * `require(name)` from the matrix folder in a matrix run, else from here. In a matrix run, fails
  * unless the copy found is the requested version inside that folder, so a test can never pass
  * against the repository's own copy by mistake.

@@ -33,7 +33,8 @@ const LIBRARIES: Record<LibraryName, { make: () => QueueInstrumentationBase; pat
 const warnings: string[] = [];
 const logger: DiagLogger = {
   error: () => {},
-  warn: (message) => void warnings.push(message),
+  // A component logger passes its namespace first.
+  warn: (...args) => void warnings.push(args.join(' ')),
   info: () => {},
   debug: () => {},
   verbose: () => {},
@@ -73,7 +74,8 @@ describe('the queue libraries the tests load', () => {
         expect(mine).toEqual([]);
       } else {
         expect(patched(exports), `${name}@${version} left alone`).toBe(false);
-        expect(mine).toEqual([`${name} ${version} is not supported (supported: ${ranges.join(' || ')}); it is not instrumented`]);
+        expect(mine).toHaveLength(1);
+        expect(mine[0]).toContain(`${name} ${version} is not supported (supported: ${ranges.join(' || ')}); it is not instrumented`);
         // Enabling again (or a second load) does not repeat the warning.
         instrumentation.disable();
         instrumentation.enable();

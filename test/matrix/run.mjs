@@ -66,13 +66,13 @@ function plan(ranges) {
   for (const [library, entry] of Object.entries(spec.libraries)) {
     const range = ranges[library];
     if (range === undefined) throw new Error(`no instrumentation declares a range for ${library}`);
-    for (const { version, why } of entry.versions) {
+    for (const { version, why, with: extra } of entry.versions) {
       if (!semver.satisfies(version, range)) throw new Error(`${library}@${version} is listed as supported but is outside ${range}`);
-      if (selected(library, version)) runs.push({ library, version, why, range, supported: true, files: [...entry.files, SANITY] });
+      if (selected(library, version)) runs.push({ library, version, why, range, supported: true, with: extra ?? {}, files: [...entry.files, SANITY] });
     }
-    for (const { version, why } of entry.unsupported ?? []) {
+    for (const { version, why, with: extra } of entry.unsupported ?? []) {
       if (semver.satisfies(version, range)) throw new Error(`${library}@${version} is listed as unsupported but is inside ${range}`);
-      if (selected(library, version)) runs.push({ library, version, why, range, supported: false, files: [SANITY] });
+      if (selected(library, version)) runs.push({ library, version, why, range, supported: false, with: extra ?? {}, files: [SANITY] });
     }
   }
   return runs;
@@ -80,13 +80,21 @@ function plan(ranges) {
 
 // ---- installing -------------------------------------------------------------------------------
 
+/** Runs a command in a process group of its own, killed whole (vitest's workers too) on timeout. */
 function run(command, argv, options) {
   return new Promise((resolveRun) => {
-    const child = spawn(command, argv, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, argv, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
-    const timer = options.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs) : undefined;
+    const kill = () => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
+    const timer = options.timeoutMs ? setTimeout(kill, options.timeoutMs) : undefined;
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolveRun({ code: code ?? (signal ? 1 : 0), signal, output });
@@ -94,9 +102,20 @@ function run(command, argv, options) {
   });
 }
 
-/** The version of @opentelemetry/api the tests use: the library's copy gets the same (pg-boss 12.38 has it as a peer). */
-function apiVersion() {
-  return JSON.parse(readFileSync(join(ROOT, 'node_modules/@opentelemetry/api/package.json'), 'utf8')).version;
+/** The version of a package in this repository's node_modules. */
+function repoVersion(pkg) {
+  return JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+}
+
+/**
+ * What goes into a version's folder: the library, packages the entry lists under `with` (a version,
+ * or "repo" for this repository's), and @opentelemetry/api at the tests' version (pg-boss 12.38
+ * has it as a peer; one version keeps one global API).
+ */
+function dependenciesOf(r) {
+  const dependencies = { [r.library]: r.version, '@opentelemetry/api': repoVersion('@opentelemetry/api') };
+  for (const [pkg, version] of Object.entries(r.with)) dependencies[pkg] = version === 'repo' ? repoVersion(pkg) : version;
+  return dependencies;
 }
 
 function installedVersion(dir, library) {
@@ -107,16 +126,25 @@ function installedVersion(dir, library) {
   }
 }
 
-/** Installs `library@version` into its cache folder unless it is there already; returns the folder. */
-async function ensureInstalled(library, version) {
+function sameDependencies(marker, dependencies) {
+  try {
+    return JSON.stringify(JSON.parse(readFileSync(marker, 'utf8')).dependencies) === JSON.stringify(dependencies);
+  } catch {
+    return false;
+  }
+}
+
+/** Installs a run's library version into its cache folder unless it is there already; returns the folder. */
+async function ensureInstalled(r) {
+  const { library, version } = r;
   const dir = join(cacheRoot, `${library}@${version}`);
   const marker = join(dir, '.queue-otel-matrix.json');
-  if (existsSync(marker) && installedVersion(dir, library) === version) return { dir, installed: false };
+  const dependencies = dependenciesOf(r);
+  if (installedVersion(dir, library) === version && sameDependencies(marker, dependencies)) return { dir, installed: false };
   // Into a fresh folder, renamed into place when complete: an interrupted install is never reused.
   const staging = `${dir}.staging-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
-  const dependencies = { [library]: version, '@opentelemetry/api': apiVersion() };
   writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'queue-otel-matrix-copy', private: true, dependencies }, null, 2));
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const result = await run(npm, ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], { cwd: staging, timeoutMs: RUN_TIMEOUT_MS });
@@ -143,7 +171,7 @@ async function installAll(runs) {
     for (let r = queue.shift(); r !== undefined; r = queue.shift()) {
       const started = Date.now();
       try {
-        const { dir, installed } = await ensureInstalled(r.library, r.version);
+        const { dir, installed } = await ensureInstalled(r);
         r.dir = dir;
         if (installed) console.log(`matrix: installed ${r.library}@${r.version} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       } catch (error) {

@@ -2,7 +2,8 @@
 // loaded with require() as a CommonJS application would (Node 22.12+), the path
 // require-in-the-middle patches (test/pg-boss-specific.test.ts covers `import`).
 import { PgBossInstrumentation } from '../../../src/index.js';
-import { requireLibrary } from '../../helpers/library.js';
+import { satisfies } from 'semver';
+import { libraryVersion, requireLibrary } from '../../helpers/library.js';
 import { dropSchemas, pgUrl, schemaName } from '../../helpers/postgres.js';
 import { queueName } from '../../helpers/redis.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
@@ -10,13 +11,17 @@ import type { Driver, TestQueue } from '../driver.js';
 
 type PgBossModule = typeof import('pg-boss');
 
+/** pg-boss's own OpenTelemetry (12.38.0+): its spans, and the trace context it stores with each job. */
+const ownTelemetry = satisfies(libraryVersion('pg-boss'), '>=12.38.0');
+
 export const pgBossDriver: Driver = {
   system: 'pg-boss',
   features: {
-    propagation: true,
+    // Only pg-boss's telemetry stores a producer's context with the job.
+    propagation: ownTelemetry,
     jobNames: false,
     retryWaitTime: true,
-    nativeTelemetry: { scope: 'pg-boss' },
+    ...(ownTelemetry ? { nativeTelemetry: { scope: 'pg-boss' } } : {}),
     states: ['waiting', 'active', 'delayed', 'waiting-children', 'failed'],
     oldestAge: true,
     failedOldestAge: true,

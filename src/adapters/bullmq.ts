@@ -28,6 +28,8 @@ import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 interface JobOptions {
   delay?: number;
   telemetry?: { metadata?: string; omitContext?: boolean };
+  /** Where BullMQ's own telemetry stored the producer's context in 5.22.0-5.33.x. */
+  telemetryMetadata?: string;
   [key: string]: unknown;
 }
 interface BullJob {
@@ -351,9 +353,13 @@ function readyAt(job: BullJob): number | undefined {
   return job.timestamp + (typeof delay === 'number' && delay > 0 ? delay : 0);
 }
 
-/** The producer's context, from the metadata BullMQ stores with the job (a JSON carrier). */
+/**
+ * The producer's context, from the metadata BullMQ stores with the job (a JSON carrier): in
+ * `opts.telemetry.metadata`, or, written by BullMQ's own telemetry before 5.34.0, `opts.telemetryMetadata`.
+ */
 function carrierOf(opts: JobOptions | undefined): Carrier | undefined {
-  const carrier = readCarrier(opts as TelemetryOptions | undefined);
+  const legacy = opts?.telemetry?.metadata === undefined ? opts?.telemetryMetadata : undefined;
+  const carrier = readCarrier((legacy === undefined ? opts : { telemetry: { metadata: legacy } }) as TelemetryOptions | undefined);
   if (carrier !== undefined) delete carrier[AFTER_CHILDREN];
   return carrier;
 }

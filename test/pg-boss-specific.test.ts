@@ -2,13 +2,14 @@
 // telemetry on): pg-boss with its telemetry off, the job objects the handler sees, and the lease.
 import { SpanKind } from '@opentelemetry/api';
 import pg from 'pg';
+import { satisfies } from 'semver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgBossInstrumentation } from '../src/index.js';
 import { histogram, points, total } from './helpers/otel.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { queueName, sleep, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
-import { requireLibrary } from './helpers/library.js';
+import { libraryVersion, requireLibrary } from './helpers/library.js';
 
 const otel = setupTelemetry(new PgBossInstrumentation({ queueStateInterval: 300 }), true);
 const { PgBoss } = requireLibrary<typeof import('pg-boss')>('pg-boss');
@@ -37,13 +38,13 @@ describe('pg-boss with its own telemetry off', () => {
       if ((jobs[0]!.data as { fail?: boolean }).fail) throw new RangeError('nope');
       return 'ok';
     });
-    await boss.send(name, { fail: false });
-    await boss.send(name, { fail: true }, { retryLimit: 0 });
+    const ids = [await boss.send(name, { fail: false }), await boss.send(name, { fail: true }, { retryLimit: 0 })];
     await until(() => spansOf(name, SpanKind.CONSUMER).length === 2, 20_000, 'two jobs');
     expect(otel.spans.getFinishedSpans().filter((s) => s.instrumentationScope.name === 'pg-boss')).toHaveLength(0);
     const sends = spansOf(name, SpanKind.PRODUCER);
     expect(sends).toHaveLength(2);
     expect(sends[0]!.instrumentationScope.name).toBe('queue-otel/pg-boss');
+    expect(sends.map((s) => s.attributes['messaging.message.id']).sort()).toEqual([...ids].sort());
     const outcomes = spansOf(name, SpanKind.CONSUMER).map((s) => s.attributes['queue.job.outcome']).sort();
     expect(outcomes).toEqual(['completed', 'failed']);
     // The handler sees the fields pg-boss gives it without queue-otel (none extra), although
@@ -71,6 +72,18 @@ describe('pg-boss with its own telemetry off', () => {
     expect((await otel.collectScope('pg-boss')).size).toBe(0);
   });
 
+  it('offWork by worker id: that worker\'s concurrency is no longer reported', async () => {
+    const name = queueName('pgboss-offwork').replace(/-/g, '_');
+    await boss.createQueue(name);
+    const id = await boss.work(name, { pollingIntervalSeconds: 0.5, batchSize: 3 }, async () => {});
+    const concurrency = async () => total((await otel.collect()).get('queue.worker.concurrency'), { 'messaging.destination.name': name });
+    await until(async () => (await concurrency()) === 3, 10_000, 'concurrency 3');
+    // pg-boss 12.0 and 12.1 take offWork({ id }); from 12.2.0, offWork(name, { id }).
+    if (satisfies(libraryVersion('pg-boss'), '>=12.2.0')) await boss.offWork(name, { id });
+    else await (boss as unknown as { offWork(options: { id: string }): Promise<void> }).offWork({ id });
+    expect(await concurrency()).toBe(0);
+  });
+
   it('the handler keeps the metadata it asked for', async () => {
     const name = queueName('pgboss-meta').replace(/-/g, '_');
     await boss.createQueue(name);
@@ -84,7 +97,8 @@ describe('pg-boss with its own telemetry off', () => {
     expect(seen).toHaveProperty('startAfter');
   });
 
-  it('reports a queue\'s state only while it holds the lease row', async () => {
+  // The queue columns it reads exist from pg-boss 12.38.0; before, no state is read.
+  it.skipIf(!satisfies(libraryVersion('pg-boss'), '>=12.38.0'))('reports a queue\'s state only while it holds the lease row', async () => {
     const name = queueName('pgboss-lease').replace(/-/g, '_');
     await boss.createQueue(name);
     const client = new pg.Client({ connectionString: pgUrl() });

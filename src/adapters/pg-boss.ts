@@ -21,7 +21,8 @@
  *   database pg-boss builds (`getDb()`, called by its constructor); with a database adapter of the
  *   application's own it is taken to be on, pg-boss's default.
  * - Release differences the wraps absorb (docs/compatibility.md): `offWork(name | { id })` before
- *   12.2.0; `retryCount` is a minimal job column only from 12.35.0.
+ *   12.2.0; `retryCount` is a minimal job column only from 12.35.0; the queue columns the state
+ *   reader needs exist from 12.38.0, so queue state is read from that release on.
  * - Jobs have no name: pg-boss's `name` is the queue.
  */
 import { satisfies } from 'semver';
@@ -68,12 +69,18 @@ interface PgBossFeatures {
   ownTelemetry: boolean;
   /** The job fields a handler gets without `includeMetadata`. */
   minimalKeys: ReadonlySet<string>;
+  /**
+   * The queue columns the state reader (pg-boss-state.ts) reads: blocked_count from 12.38.0
+   * (ready_count and failed_count from 12.21.0; 12.0.0 keeps queued_count and total_count).
+   */
+  queueState: boolean;
 }
 
 function featuresOf(version: string | undefined): PgBossFeatures {
   const since = (first: string) => version === undefined || satisfies(version, `>=${first}`, { includePrerelease: true });
   return {
     ownTelemetry: since('12.38.0'),
+    queueState: since('12.38.0'),
     minimalKeys: new Set(since('12.35.0') ? [...MINIMAL_JOB_KEYS, 'retryCount'] : MINIMAL_JOB_KEYS),
   };
 }
@@ -180,7 +187,7 @@ function wrapWork(original: AnyFunction, telemetry: QueueTelemetry, features: Pg
       return call.apply(this, [name, ...args]);
     }
     const info = infoOf(this, features);
-    watch(this, name, telemetry);
+    watch(this, name, telemetry, features);
     const keep = options?.includeMetadata === true ? undefined : features.minimalKeys;
     const wrapped = wrapHandler(handler as AnyFunction, name, info, keep, options?.perJobResults === true, telemetry);
     const promise = call.call(this, name, { ...options, includeMetadata: true }, wrapped, ...args.slice(2));
@@ -296,8 +303,9 @@ function stripMetadata(job: PgBossJob, keep: ReadonlySet<string>): void {
 /** The PgBoss instances of this process per queue, whose database state reads use. */
 const holders = new QueueHolders<PgBoss>((boss) => !infoOf(boss).stopped);
 
-function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
-  if (!telemetry.config.queueState) return;
+function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry, features: PgBossFeatures): void {
+  // Before 12.38.0 the state query would fail at every interval (in the database's log too).
+  if (!telemetry.config.queueState || !features.queueState) return;
   holders.add(queue, boss);
   const source = (name: string, any: boolean) => () =>
     pgBossStateSource(() => {
@@ -322,7 +330,7 @@ function wrapSend(original: AnyFunction, telemetry: QueueTelemetry, features: Pg
     const name = typeof first === 'string' ? first : (first as { name?: unknown } | null)?.name;
     if (typeof name !== 'string') return call();
     const info = infoOf(this, features);
-    watch(this, name, telemetry);
+    watch(this, name, telemetry, features);
     if (info.native) return call();
     const data = typeof first === 'string' ? arguments[1] : (first as { data?: unknown }).data;
     const opts = typeof first === 'string' ? arguments[2] : (first as { options?: unknown }).options;
@@ -338,7 +346,7 @@ function wrapInsert(original: AnyFunction, telemetry: QueueTelemetry, features: 
     const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
     if (typeof name !== 'string' || !Array.isArray(jobs)) return call();
     const info = infoOf(this, features);
-    watch(this, name, telemetry);
+    watch(this, name, telemetry, features);
     if (info.native) return call();
     return telemetry.sends.run(
       {

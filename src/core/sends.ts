@@ -160,6 +160,8 @@ export class SendRecorder {
 
 /** The id of the job an add returned, when it returned one (BullMQ returns the Job). */
 function jobIdOf(result: unknown): string | undefined {
+  // pg-boss's send resolves the id itself; the others resolve a job with an id.
+  if (typeof result === 'string') return result;
   const id = (result as { id?: unknown } | null | undefined)?.id;
   return typeof id === 'string' ? id : undefined;
 }

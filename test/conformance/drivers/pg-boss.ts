@@ -22,9 +22,10 @@ export const pgBossDriver: Driver = {
     jobNames: false,
     retryWaitTime: true,
     ...(ownTelemetry ? { nativeTelemetry: { scope: 'pg-boss' } } : {}),
-    states: ['waiting', 'active', 'delayed', 'waiting-children', 'failed'],
-    oldestAge: true,
-    failedOldestAge: true,
+    // The queue columns queue-otel reads exist from 12.38.0: before, no state is reported.
+    states: ownTelemetry ? ['waiting', 'active', 'delayed', 'waiting-children', 'failed'] : [],
+    oldestAge: ownTelemetry,
+    failedOldestAge: ownTelemetry,
   },
   async start(config) {
     // pg-boss's own telemetry uses the global providers, as under NodeSDK.

@@ -5,6 +5,11 @@
 //
 //   npm run test:matrix                      (builds, then runs every library and version)
 //   node test/matrix/run.mjs [--only bullmq | --only bullmq@5.0.0]... [--out file.json] [--list]
+//                            [--parallel N] [--except-installed]
+//
+// --parallel N runs N versions at a time (default 2: the tests mostly wait on Redis, PostgreSQL
+// and timers). --except-installed leaves out each library's version this repository has
+// installed, which `npm test` has just run with every test file (CI uses it).
 //
 // Each version is installed once, from the npm registry, into a folder of its own outside the
 // repository: $QUEUE_OTEL_MATRIX_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/queue-otel-matrix/<lib>@<version>
@@ -31,8 +36,11 @@ const { values: args } = parseArgs({
     only: { type: 'string', multiple: true, default: [] },
     out: { type: 'string', default: join(ROOT, 'test/matrix/results.json') },
     list: { type: 'boolean', default: false },
+    parallel: { type: 'string', default: '2' },
+    'except-installed': { type: 'boolean', default: false },
   },
 });
+const PARALLEL = Math.max(1, Number.parseInt(args.parallel, 10) || 1);
 
 const cacheRoot =
   process.env.QUEUE_OTEL_MATRIX_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'queue-otel-matrix');
@@ -56,6 +64,7 @@ async function declaredRanges() {
 }
 
 function selected(library, version) {
+  if (args['except-installed'] && installedVersion(ROOT, library) === version) return false;
   if (args.only.length === 0) return true;
   return args.only.some((o) => o === library || o === `${library}@${version}`);
 }
@@ -249,11 +258,16 @@ if (runs.length === 0) {
 mkdirSync(cacheRoot, { recursive: true });
 const logDir = join(cacheRoot, 'logs');
 mkdirSync(logDir, { recursive: true });
-console.log(`matrix: ${runs.length} runs; libraries installed under ${cacheRoot}`);
+console.log(`matrix: ${runs.length} runs, ${PARALLEL} at a time; libraries installed under ${cacheRoot}`);
 
 const installFailures = await installAll(runs);
-const results = [];
-for (const r of runs) {
+const results = new Array(runs.length);
+const pending = runs.map((r, i) => [r, i]);
+async function testWorker() {
+  for (let next = pending.shift(); next !== undefined; next = pending.shift()) results[next[1]] = await testAndReport(next[0]);
+}
+
+async function testAndReport(r) {
   let outcome;
   if (installFailures.has(r)) {
     const message = firstLines(installFailures.get(r).message, 12);
@@ -263,14 +277,15 @@ for (const r of runs) {
   }
   const { dir, ...rest } = r;
   const entry = { ...rest, ...outcome };
-  results.push(entry);
   const status = entry.failed === 0 ? 'pass' : 'FAIL';
   console.log(
     `matrix: ${status} ${`${r.library}@${r.version}`.padEnd(24)} ${String(entry.passed).padStart(3)} passed, ${entry.failed} failed, ${entry.skipped} skipped  (${entry.seconds} s)`,
   );
   for (const f of entry.failures) console.log(`  ✗ ${f.file} > ${f.test}\n${f.message.replace(/^/gm, '      ')}`);
   if (entry.failures.length > 0 && entry.log) console.log(`    full output: ${entry.log}`);
+  return entry;
 }
+await Promise.all(Array.from({ length: PARALLEL }, testWorker));
 
 const totals = results.reduce(
   (t, r) => ({ passed: t.passed + r.passed, failed: t.failed + r.failed, skipped: t.skipped + r.skipped }),

@@ -7,7 +7,7 @@
 //   node test/matrix/run.mjs [--only bullmq | --only bullmq@5.0.0]... [--out file.json] [--list]
 //                            [--parallel N] [--except-installed]
 //
-// --parallel N runs N versions at a time (default 2: the tests mostly wait on Redis, PostgreSQL
+// --parallel N runs N versions at a time (default 3: the tests mostly wait on Redis, PostgreSQL
 // and timers). --except-installed leaves out each library's version this repository has
 // installed, which `npm test` has just run with every test file (CI uses it).
 //
@@ -36,7 +36,7 @@ const { values: args } = parseArgs({
     only: { type: 'string', multiple: true, default: [] },
     out: { type: 'string', default: join(ROOT, 'test/matrix/results.json') },
     list: { type: 'boolean', default: false },
-    parallel: { type: 'string', default: '2' },
+    parallel: { type: 'string', default: '3' },
     'except-installed': { type: 'boolean', default: false },
   },
 });

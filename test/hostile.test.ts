@@ -9,7 +9,7 @@
 // exit status, and nothing may reach Object.prototype. In the instrumented run, after the jobs
 // settled, `queue.job.active` is back to 0 and every `process` span that started has ended (a job
 // that never settles must stay counted as running); metric collection never fails, no instrument
-// overflows the SDK's cardinality limit, and no 1 MiB value becomes a metric attribute.
+// overflows the SDK's cardinality limit, and no 64 KiB or 1 MiB value becomes a metric attribute.
 // Scenarios: garbage trace carriers written by another service and prototype-pollution payloads;
 // thrown non-errors of every kind; a processor that never settles; throwing and rejecting hooks;
 // huge and odd job and queue names; library objects closed mid-collection and the store's
@@ -19,7 +19,7 @@
 // How to run: `npm run build && npx vitest run test/hostile.test.ts` (the children load queue-otel
 // from dist/). Needs Redis and PostgreSQL as the other tests do, and `redis-server` on PATH: each
 // Redis-backed run gets a redis-server of its own, each PostgreSQL-backed run a database of its own
-// (created and dropped). Children run three at a time; a child must exit within 30 s of printing
+// (created and dropped). Children run four at a time; a child must exit within 30 s of printing
 // its report.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -34,8 +34,8 @@ type System = (typeof SYSTEMS)[number];
 const POSTGRES: readonly System[] = ['pg-boss', 'graphile-worker'];
 const MiB = 1 << 20;
 
-/** Children at a time: the machine has two cores, and the stores are shared. */
-const limit = limiter(3);
+/** Children at a time: they mostly wait on their stores; the machine has two cores. */
+const limit = limiter(4);
 
 interface Accounting {
   active: number;
@@ -139,12 +139,15 @@ function expectSameAndBalanced(expect: Expect, plain: ChildRun, instrumented: Ch
   const a = reportOf(instrumented)?.accounting;
   expect(a, 'the instrumented run printed no report').toBeDefined();
   if (a === undefined) return;
-  expect.soft({ active: a.active, openProcessSpans: a.openProcessSpans }, `queue-otel's books (diag: ${a.diagnostics.join(' | ')})`).toEqual({ active: books.active, openProcessSpans: books.open });
-  expect.soft(a.processSpansStarted - a.processSpansEnded, 'process spans started and not ended').toBe(books.open);
+  // A library with telemetry of its own (pg-boss) may leave its own spans open, plain too:
+  // queue-otel must leave none open beyond those.
+  const libraryOpen = reportOf(plain)?.accounting.openProcessSpans ?? 0;
+  expect.soft({ active: a.active, openProcessSpans: a.openProcessSpans - libraryOpen }, `queue-otel's books (diag: ${a.diagnostics.join(' | ')})`).toEqual({ active: books.active, openProcessSpans: books.open });
   expect.soft(a.collectErrors, 'metric collection failed').toEqual([]);
   expect.soft(a.overflow, "an instrument reached the SDK's cardinality limit").toBe(false);
   expect.soft(a.mostPointsPerMetric).toBeLessThan(2_000);
-  expect.soft(a.metricAttributeMaxLength, 'a 1 MiB value became a metric attribute').toBeLessThan(MiB);
+  // The hostile names and error names are 64 KiB and 1 MiB long: a bounded attribute is far shorter.
+  expect.soft(a.metricAttributeMaxLength, 'a 64 KiB or 1 MiB value became a metric attribute').toBeLessThan(64 * 1024);
 }
 
 /** The canary job (added last, nothing odd about it) completed in the plain run: the scenario ran. */
@@ -158,7 +161,8 @@ async function pair(system: System, scenario: string, options: RunOptions = {}, 
   return { plain, instrumented };
 }
 
-const SLOW = 300_000;
+/** A liveness bound only: children queue for the limiter, and the machine is shared. */
+const SLOW = 15 * 60_000;
 
 describe.concurrent.each(SYSTEMS)('hostile input: %s', (system) => {
   const redisBacked = !POSTGRES.includes(system);
@@ -198,11 +202,14 @@ describe.concurrent.each(SYSTEMS)('hostile input: %s', (system) => {
     expect.soft({ active: hanging?.active, openProcessSpans: hanging?.openProcessSpans }, 'while the job hangs').toEqual({ active: 1, openProcessSpans: 1 });
   });
 
-  // The plain run has no hooks; the jobs must end as they do there. (pg-boss runs with its own
-  // telemetry off here: with it on, queue-otel makes no spans and calls no hook.)
+  // The plain run has no hooks (one plain run serves both); the jobs must end as they do there.
+  // (pg-boss runs with its own telemetry off here: with it on, queue-otel makes no spans and
+  // calls no hook.)
+  let plainHooks: Promise<ChildRun> | undefined;
   for (const hooks of ['throw', 'reject'] as const) {
     it(`processHook and sendHook that ${hooks === 'throw' ? 'throw synchronously' : 'return a rejected promise'}`, { timeout: SLOW }, async ({ expect }) => {
-      const { plain, instrumented } = await pair(system, 'hooks', { hooks });
+      plainHooks ??= run(system, 'hooks', 'plain');
+      const [plain, instrumented] = await Promise.all([plainHooks, run(system, 'hooks', 'instrumented', { hooks })]);
       expect(reportOf(plain)?.results).toMatchObject({ completes: { processorCalls: 1 } });
       expectSameAndBalanced(expect, plain, instrumented);
     });

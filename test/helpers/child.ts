@@ -122,6 +122,7 @@ export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
 /** The tail of a run's output, for a failure message. */
 export function describeRun(run: ChildRun, lines = 25): string {
   const tail = (s: string) => s.split('\n').slice(-lines).join('\n');
-  const timing = `ran ${run.durationMs} ms${run.exitAfterReportMs === undefined ? ', no report' : `, exited ${run.exitAfterReportMs} ms after its report`}`;
+  const cpu = (run.report as { cpuMs?: unknown } | undefined)?.cpuMs;
+  const timing = `ran ${run.durationMs} ms${typeof cpu === 'number' ? ` (${cpu} ms CPU)` : ''}${run.exitAfterReportMs === undefined ? ', no report' : `, exited ${run.exitAfterReportMs} ms after its report`}`;
   return `exit ${run.code ?? run.signal}${run.hung ? ' (hung, killed)' : ''}; ${timing}\n--- stdout (tail)\n${tail(run.stdout.replace(/^@@report .*$/gm, '@@report …'))}\n--- stderr (tail)\n${tail(run.stderr)}`;
 }

@@ -19,8 +19,9 @@
 // How to run: `npm run build && npx vitest run test/hostile.test.ts` (the children load queue-otel
 // from dist/). Needs Redis and PostgreSQL as the other tests do, and `redis-server` on PATH: each
 // Redis-backed run gets a redis-server of its own, each PostgreSQL-backed run a database of its own
-// (created and dropped). Children run six at a time (they mostly wait); a child must exit within 30 s of printing
-// its report. QO_HOSTILE_SYSTEMS=bullmq (a comma-separated list) runs only those libraries.
+// (created and dropped). Children run six at a time (they mostly wait); a child must exit within
+// 30 s of printing its report. QO_HOSTILE_SYSTEMS=bullmq (a comma-separated list) runs only
+// those libraries.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { describe, type ExpectStatic, it } from 'vitest';
@@ -108,7 +109,7 @@ function run(system: System, scenario: string, mode: 'plain' | 'instrumented', o
           QO_APP: database,
           ...extra.env,
         },
-        timeoutMs: 240_000,
+        timeoutMs: 600_000, // a liveness bound: a loaded machine makes a 2,000-request run take minutes
       });
     } finally {
       await redis?.stop();

@@ -133,10 +133,9 @@ function behaviour(r: ChildRun) {
   };
 }
 
-type Expect = ExpectStatic;
 
 /** The instrumented run behaves as the plain one; queue-otel's books balance. */
-function expectSameAndBalanced(expect: Expect, plain: ChildRun, instrumented: ChildRun, books = { active: 0, open: 0 }): void {
+function expectSameAndBalanced(expect: ExpectStatic, plain: ChildRun, instrumented: ChildRun, books = { active: 0, open: 0 }): void {
   expect(reportOf(plain), `the plain run itself must work:\n${describeRun(plain)}`).toBeDefined();
   expect(reportOf(plain)?.polluted).toBe(false);
   expect.soft(behaviour(instrumented), `instrumented run:\n${describeRun(instrumented)}`).toEqual(behaviour(plain));
@@ -155,7 +154,7 @@ function expectSameAndBalanced(expect: Expect, plain: ChildRun, instrumented: Ch
 }
 
 /** The canary job (added last, nothing odd about it) completed in the plain run: the scenario ran. */
-function expectCanaryCompleted(expect: Expect, plain: ChildRun): void {
+function expectCanaryCompleted(expect: ExpectStatic, plain: ChildRun): void {
   const canary = reportOf(plain)?.results?.canary as { state?: string } | undefined;
   expect(canary?.state, `plain canary:\n${describeRun(plain)}`).toMatch(/^(completed|succeeded)/);
 }

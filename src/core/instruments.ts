@@ -5,6 +5,7 @@ import type {
   Meter,
   ObservableCounter,
   ObservableGauge,
+  ObservableUpDownCounter,
 } from '@opentelemetry/api';
 import {
   ATTEMPT_BUCKETS,
@@ -21,7 +22,7 @@ import {
   METRIC_QUEUE_JOB_MEMORY_USAGE,
   MEMORY_BUCKETS_BYTES,
   METRIC_QUEUE_JOB_STALLED,
-  METRIC_QUEUE_JOBS_COUNT,
+  METRIC_QUEUE_JOB_COUNT,
   METRIC_QUEUE_OLDEST_AGE,
   METRIC_QUEUE_FAILED_OLDEST_AGE,
   METRIC_QUEUE_JOB_RUNNING_OLDEST,
@@ -33,11 +34,11 @@ import {
 export interface LiveInstruments {
   consumedMessages: ObservableCounter;
   busyTime: ObservableCounter;
-  active: ObservableGauge;
-  concurrency: ObservableGauge;
+  active: ObservableUpDownCounter;
+  concurrency: ObservableUpDownCounter;
   cpuTime: ObservableCounter;
-  memoryUsage: ObservableGauge;
-  jobsCount: ObservableGauge;
+  memoryUsage: ObservableUpDownCounter;
+  jobCount: ObservableUpDownCounter;
   oldestAge: ObservableGauge;
   failedOldestAge: ObservableGauge;
   runningOldest: ObservableGauge;
@@ -95,21 +96,24 @@ export class Instruments {
       description: 'The most memory a job was seen to hold, recorded when it ends.',
     });
     this.live = {
-      // Observable: counted per (queue, job name, outcome) by the tracker and read at collection,
-      // which exports the same monotonic sum as a counter without an SDK record per job.
+      // Deliveries, as the messaging conventions define the counter: incremented when an attempt
+      // starts. Observable: counted per (queue, job name) by the tracker and read at collection,
+      // which exports the same monotonic sum as a counter without an SDK record per job. Outcomes
+      // are the count of messaging.process.duration by queue.job.outcome.
       consumedMessages: meter.createObservableCounter(METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES, {
         unit: '{message}',
-        description: 'Job attempts that ended, by outcome.',
+        description: 'Job deliveries: attempts started.',
       }),
       busyTime: meter.createObservableCounter(METRIC_QUEUE_JOB_BUSY_TIME, {
         unit: 's',
         description: 'Seconds of job work, running jobs included up to the moment of collection.',
       }),
-      active: meter.createObservableGauge(METRIC_QUEUE_JOB_ACTIVE, {
+      // Additive values are up-down counters: a sum over processes is then right by the data model.
+      active: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_ACTIVE, {
         unit: '{job}',
         description: 'Jobs running now.',
       }),
-      concurrency: meter.createObservableGauge(METRIC_QUEUE_WORKER_CONCURRENCY, {
+      concurrency: meter.createObservableUpDownCounter(METRIC_QUEUE_WORKER_CONCURRENCY, {
         unit: '{job}',
         description: 'Concurrency limit of the workers of this process.',
       }),
@@ -117,14 +121,15 @@ export class Instruments {
         unit: 's',
         description: 'CPU time attributed to jobs, running jobs included up to the moment of collection.',
       }),
-      memoryUsage: meter.createObservableGauge(METRIC_QUEUE_JOB_MEMORY_USAGE, {
+      memoryUsage: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_MEMORY_USAGE, {
         unit: 'By',
         description: 'Memory held by running jobs, summed by job name.',
       }),
-      jobsCount: meter.createObservableGauge(METRIC_QUEUE_JOBS_COUNT, {
+      jobCount: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_COUNT, {
         unit: '{job}',
         description: 'Jobs in the queue by state, read by one process of the cluster.',
       }),
+      // Ages are not additive: gauges.
       oldestAge: meter.createObservableGauge(METRIC_QUEUE_OLDEST_AGE, {
         unit: 's',
         description: 'How long the oldest job ready to run has been waiting.',

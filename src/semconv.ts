@@ -30,8 +30,10 @@ export const METRIC_MESSAGING_CLIENT_OPERATION_DURATION = 'messaging.client.oper
 // queue-otel attributes.
 /** The job's name, capped per queue (`_OTHER` past the cap). */
 export const ATTR_QUEUE_JOB_NAME = 'queue.job.name';
-/** How an attempt ended: `completed`, `retried` or `failed` (no attempt left). */
+/** How an attempt ended: `completed`, `retried`, `failed` (no attempt left) or `deferred`. */
 export const ATTR_QUEUE_JOB_OUTCOME = 'queue.job.outcome';
+/** Why a `deferred` attempt was put off: `delayed`, `waiting`, `waiting_children` or `rate_limited`. */
+export const ATTR_QUEUE_JOB_DEFERRAL = 'queue.job.deferral';
 /** Span only: 1-based number of this attempt. */
 export const ATTR_QUEUE_JOB_ATTEMPT = 'queue.job.attempt';
 /** Span only: seconds the job waited between becoming ready and this attempt's start. */
@@ -58,6 +60,7 @@ export const METRIC_QUEUE_JOB_COUNT = 'queue.job.count';
 export const METRIC_QUEUE_OLDEST_AGE = 'queue.oldest.age';
 export const METRIC_QUEUE_FAILED_OLDEST_AGE = 'queue.failed.oldest.age';
 export const METRIC_QUEUE_JOB_RUNNING_OLDEST = 'queue.job.running.oldest';
+export const METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION = 'queue.worker.rate_limit.duration';
 
 /** Values of `messaging.operation.name` / `messaging.operation.type`. */
 export const OPERATION_SEND = 'send';

@@ -16,7 +16,7 @@
  *   `moveToCompleted` always does, so "did finishedOn change during the attempt" is the answer.
  * - `Worker.run()` lasts as long as the worker processes jobs: the span of its concurrency.
  */
-import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, JobTelemetry, SentJob } from '../core/seam.js';
+import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, Deferral, JobTelemetry, SentJob } from '../core/seam.js';
 import { readNumber, readProperty, readString } from '../safe.js';
 import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
@@ -51,12 +51,19 @@ export interface BullMQExports {
 const AFTER_CHILDREN = 'queue_otel_after_children';
 
 /** Errors a processor throws on purpose to move its job elsewhere; the attempt did not fail. */
-const DEFERRALS = new Set(['DelayedError', 'WaitingError', 'WaitingChildrenError']);
+const DEFERRALS: Record<string, Deferral> = {
+  DelayedError: 'delayed',
+  WaitingError: 'waiting',
+  WaitingChildrenError: 'waiting_children',
+};
+/** The message of `Worker.RateLimitError()`: the processor hit a rate limit of its own. */
 const RATE_LIMIT_ERROR = 'bullmq:rateLimitExceeded';
 
-function isDeferral(error: unknown): boolean {
+/** Why a thrown value defers its job (BullMQ reads them by name and message too), if it does. */
+function deferralOf(error: unknown): Deferral | undefined {
+  if (readProperty(error, 'message') === RATE_LIMIT_ERROR) return 'rate_limited';
   const name = readProperty(error, 'name');
-  return (typeof name === 'string' && DEFERRALS.has(name)) || readProperty(error, 'message') === RATE_LIMIT_ERROR;
+  return typeof name === 'string' && Object.hasOwn(DEFERRALS, name) ? DEFERRALS[name] : undefined;
 }
 
 /** The wraps that instrument one loaded copy of bullmq (CommonJS and ESM are separate copies). */
@@ -69,6 +76,7 @@ export function bullmqPatches(exports: BullMQExports, telemetry: JobTelemetry): 
       { target: worker, method: 'callProcessJob', wrap: (o) => wrapCallProcessJob(o, telemetry) },
       { target: worker, method: 'handleFailed', wrap: (o) => wrapHandleFailed(o, telemetry) },
       { target: worker, method: 'run', wrap: (o) => wrapRun(o, telemetry) },
+      { target: worker, method: 'waitForRateLimit', wrap: (o) => wrapWaitForRateLimit(o, telemetry) },
     );
   }
   const events = exports.QueueEvents?.prototype;
@@ -171,7 +179,7 @@ function processorFailed(worker: BullWorker, job: object, error: unknown, teleme
  * exception but never sets an ERROR status, so set it.
  */
 function markLibrarySpan(worker: BullWorker, job: object, error: unknown, telemetry: JobTelemetry): void {
-  if (!nativeTelemetry(worker) || isDeferral(error) || markedFailed.has(job)) return;
+  if (!nativeTelemetry(worker) || deferralOf(error) !== undefined || markedFailed.has(job)) return;
   markedFailed.add(job);
   telemetry.failLibrarySpan(error);
 }
@@ -200,10 +208,29 @@ function attemptEnd(job: object, finishedBefore: unknown, threw: boolean, thrown
     return finished ? { outcome: 'completed', attemptsMade: made } : { outcome: 'retried' };
   }
   const { error } = failure;
-  if (isDeferral(error)) return { outcome: 'retried' };
+  const deferral = deferralOf(error);
+  if (deferral !== undefined) return { outcome: 'deferred', deferral };
   return finished
     ? { outcome: 'failed', error, threw: true, attemptsMade: made }
     : { outcome: 'retried', error, threw: true };
+}
+
+/**
+ * The worker's main loop waits here while the queue's rate limiter holds it back (its `limiter`
+ * option, or `rateLimit()` from a processor): how long it waited, each time it did.
+ */
+function wrapWaitForRateLimit(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function waitForRateLimit(this: BullWorker): unknown {
+    const limitUntil = readNumber(this, 'limitUntil') ?? 0;
+    const result = callOriginal(original, this, arguments);
+    if (limitUntil <= Date.now() || !(result instanceof Promise)) return result;
+    const startedAt = performance.now();
+    const queue = String(readProperty(this, 'name'));
+    return whenSettled(
+      () => result,
+      () => telemetry.rateLimited(queue, (performance.now() - startedAt) / 1000),
+    );
+  };
 }
 
 /** Worker processes jobs while run() lasts: register its concurrency and stalled events then. */

@@ -16,6 +16,7 @@ import {
   ATTR_MESSAGING_SYSTEM,
   ATTR_QUEUE_JOB_ATTEMPT,
   ATTR_QUEUE_JOB_CPU_TIME,
+  ATTR_QUEUE_JOB_DEFERRAL,
   ATTR_QUEUE_JOB_MEMORY_PEAK,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
@@ -214,13 +215,15 @@ export class AttemptRecorder {
     const core = this.core;
     let type: string | undefined;
     try {
-      type = end.threw === true || end.error !== undefined ? errorType(end.error) : undefined;
+      // A deferral is not a failure: no error type, whatever the library threw to defer.
+      const deferred = end.outcome === 'deferred';
+      type = !deferred && (end.threw === true || end.error !== undefined) ? errorType(end.error) : undefined;
       const metrics = core.metrics;
       if (metrics !== undefined) {
-        const attributes = series.outcomeAttributes(end.outcome, type);
+        const attributes = series.outcomeAttributes(end.outcome, type, deferred ? end.deferral : undefined);
         if (attempt.messagingMetrics) metrics.processDuration.record((now - attempt.startedAt) / 1000, attributes);
         const made = positiveInteger(end.attemptsMade);
-        if (made !== undefined && end.outcome !== 'retried') {
+        if (made !== undefined && (end.outcome === 'completed' || end.outcome === 'failed')) {
           metrics.attempts.record(made, series.outcomeAttributes(end.outcome, undefined));
         }
       }
@@ -272,6 +275,7 @@ export class AttemptRecorder {
       for (const target of [span, attempt.librarySpan]) {
         if (target === undefined || !target.isRecording()) continue;
         target.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
+        if (end.outcome === 'deferred' && end.deferral !== undefined) target.setAttribute(ATTR_QUEUE_JOB_DEFERRAL, end.deferral);
         if (measured && jobCpu) target.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
         if (measured && jobMemory) target.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
       }

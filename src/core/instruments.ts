@@ -28,6 +28,7 @@ import {
   METRIC_QUEUE_JOB_RUNNING_OLDEST,
   METRIC_QUEUE_JOB_WAIT_DURATION,
   METRIC_QUEUE_WORKER_CONCURRENCY,
+  METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION,
 } from '../semconv.js';
 
 /** The live instruments a collection observes, handed to the batch callback. */
@@ -57,6 +58,7 @@ export class Instruments {
   readonly attempts: Histogram;
   readonly stalled: Counter;
   readonly memoryPeak: Histogram;
+  readonly rateLimitDuration: Histogram;
   private readonly live: LiveInstruments;
   private readonly callback: (result: BatchObservableResult) => void | Promise<void>;
 
@@ -94,6 +96,10 @@ export class Instruments {
       unit: 'By',
       advice: { explicitBucketBoundaries: MEMORY_BUCKETS_BYTES },
       description: 'The most memory a job was seen to hold, recorded when it ends.',
+    });
+    this.rateLimitDuration = meter.createHistogram(METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION, {
+      ...seconds,
+      description: "Time a worker was held back by its queue's rate limiter, each time it was: the count says how often.",
     });
     this.live = {
       // Deliveries, as the messaging conventions define the counter: incremented when an attempt

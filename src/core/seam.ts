@@ -8,8 +8,18 @@
  * and reports them through OpenTelemetry's `diag`, and the adapter's job runs untouched.
  */
 
-/** How an attempt ended. `failed` means no attempt is left: the job went to the failed set. */
-export type Outcome = 'completed' | 'retried' | 'failed';
+/**
+ * How an attempt ended. `failed` means no attempt is left: the job went to the failed set.
+ * `deferred`: the processor put the job off on purpose (a delay, its children, a rate limit);
+ * it did not fail, and will run again.
+ */
+export type Outcome = 'completed' | 'retried' | 'failed' | 'deferred';
+
+/**
+ * Why an attempt was deferred (`queue.job.deferral`): moved to the delayed set, back to the wait
+ * list, to wait for its children, or back because of a rate limit.
+ */
+export type Deferral = 'delayed' | 'waiting' | 'waiting_children' | 'rate_limited';
 
 /** A propagation carrier as a job stores it: W3C trace context fields (`traceparent`, ...). */
 export type Carrier = Record<string, string>;
@@ -52,6 +62,8 @@ export interface AttemptEnd {
   threw?: boolean;
   /** Attempts the job has used, when it completed or finally failed. */
   attemptsMade?: number;
+  /** Why, for outcome `deferred`. */
+  deferral?: Deferral;
 }
 
 declare const attemptBrand: unique symbol;
@@ -175,6 +187,8 @@ export interface JobTelemetry {
   workerStarted(queue: string, concurrency: () => number): () => void;
   /** Jobs the library found stalled. */
   stalled(queue: string, count?: number): void;
+  /** The queue's rate limiter held a worker back for `seconds` before it could take jobs again. */
+  rateLimited(queue: string, seconds: number): void;
   /** Reports a fault of the adapter through `diag`, once per message. */
   warn(message: string, error?: unknown): void;
 }

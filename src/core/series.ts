@@ -2,12 +2,13 @@ import type { Attributes } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
   ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_QUEUE_JOB_DEFERRAL,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   OPERATION_PROCESS,
   OPERATION_SEND,
 } from '../semconv.js';
-import type { Outcome } from './seam.js';
+import type { Deferral, Outcome } from './seam.js';
 
 /**
  * Where a series gets the attribute sets of its ended attempts: its queue, which holds the budget
@@ -18,7 +19,7 @@ export interface OutcomeSets {
   errorTypeOf(type: string): string;
   /** Whether a new outcome set of `series` may be created. */
   admitOutcome(series: JobSeries): boolean;
-  /** The set to use when `series` may not create one. */
+  /** The set to use when `series` may not create one (no deferral reason there). */
   fallbackOutcome(outcome: Outcome, errorType: string | undefined): Attributes;
 }
 
@@ -74,17 +75,18 @@ export class JobSeries {
   }
 
   /**
-   * Attributes of an ended attempt: by outcome, and by error type when it threw. Within the
-   * queue's budget; past it, the queue's fallback set for the outcome.
+   * Attributes of an ended attempt: by outcome, by error type when it threw, by reason when it
+   * was deferred. Within the queue's budget; past it, the queue's fallback set for the outcome.
    */
-  outcomeAttributes(outcome: Outcome, errorType: string | undefined): Attributes {
+  outcomeAttributes(outcome: Outcome, errorType: string | undefined, deferral?: Deferral): Attributes {
     const type = errorType === undefined ? undefined : this.sets.errorTypeOf(errorType);
-    const key = type === undefined ? outcome : `${outcome}\0${type}`;
+    const key = `${outcome}\0${type ?? ''}\0${deferral ?? ''}`;
     const found = this.byOutcome.get(key);
     if (found !== undefined) return found;
     if (!this.sets.admitOutcome(this)) return this.sets.fallbackOutcome(outcome, type);
     const created: Attributes = { ...this.processAttributes, [ATTR_QUEUE_JOB_OUTCOME]: outcome };
     if (type !== undefined) created[ATTR_ERROR_TYPE] = type;
+    if (deferral !== undefined) created[ATTR_QUEUE_JOB_DEFERRAL] = deferral;
     this.byOutcome.set(key, created);
     return created;
   }

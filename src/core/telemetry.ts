@@ -149,6 +149,14 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
     }
   }
 
+  rateLimited(queue: string, seconds: number): void {
+    try {
+      if (Number.isFinite(seconds) && seconds >= 0) this.instruments?.rateLimitDuration.record(seconds, this.tracker.queue(queue).attributes);
+    } catch (error) {
+      this.report.error('could not record a rate-limit wait', error);
+    }
+  }
+
   warn(message: string, error?: unknown): void {
     this.report.error(message, error);
   }

@@ -38,6 +38,10 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
       if (exports !== undefined && onSendIt !== undefined && !isWrapped(onSendIt)) timekeeper.patch(exports, version);
       return exports;
     };
+    const unpatchTimekeeper = (exports: TimekeeperExports | undefined, version?: string) => {
+      const onSendIt = readTimekeeperMethod(exports);
+      if (exports !== undefined && onSendIt !== undefined && isWrapped(onSendIt)) timekeeper.unpatch(exports, version);
+    };
     return [
       new InstrumentationNodeModuleDefinition(
         'pg-boss',
@@ -49,15 +53,14 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
         },
         (exports, version) => {
           unpatch(exports, version);
-          const required = exports === undefined ? undefined : requiredTimekeeper(exports);
-          if (required !== undefined) timekeeper.unpatch(required, version);
+          if (exports !== undefined) unpatchTimekeeper(requiredTimekeeper(exports), version);
         },
         [
           new InstrumentationNodeModuleFile(
             'pg-boss/dist/timekeeper.js',
             SUPPORTED,
             (exports: TimekeeperExports, version?: string) => patchTimekeeper(exports, version) as TimekeeperExports,
-            timekeeper.unpatch,
+            unpatchTimekeeper,
           ),
         ],
       ),

@@ -36,6 +36,9 @@ import type { AttemptEnd, AttemptFacts, IsolateHandle } from './seam.js';
 import type { JobSeries } from './series.js';
 import { markFailed, spanText } from './spans.js';
 
+/** Links to related jobs' creation (a flow parent's children) a process span carries at most. */
+const MAX_RELATED_LINKS = 32;
+
 /** One running attempt: its span and what it has used so far. */
 export class Attempt implements LoopTenant {
   /** Event-loop time of its slices, or CPU time of its sandbox (ms). */
@@ -149,6 +152,12 @@ export class AttemptRecorder {
         if (producer !== undefined) {
           if (core.config.useProducerSpanAsParent) parent = producer.context;
           else links = [{ context: producer.spanContext }];
+        }
+        if (Array.isArray(facts.links)) {
+          for (const related of facts.links.slice(0, MAX_RELATED_LINKS)) {
+            const context = producerContext(related);
+            if (context !== undefined) (links ??= []).push({ context: context.spanContext });
+          }
         }
         span = tracer.startSpan(`${OPERATION_PROCESS} ${spanText(queue, limit)}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
         ctx = trace.setSpan(parent, span);

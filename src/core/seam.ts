@@ -52,6 +52,11 @@ export interface AttemptFacts {
   readyAt: number | undefined;
   /** The producer's context as the job carries it, if it carries one (anything: it is checked). */
   carrier: unknown;
+  /**
+   * Carriers of related jobs' creation the `process` span links to besides its producer: a flow
+   * parent's children (the core uses at most 32).
+   */
+  links?: readonly unknown[];
   /** False when the library already makes a `process` span for this attempt (never make two). */
   traced: boolean;
   /**

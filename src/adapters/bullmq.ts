@@ -22,6 +22,7 @@ import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
+import { bullmqSchedule } from './schedule-facts.js';
 
 /** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface BullWorker {
@@ -131,6 +132,7 @@ function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
     links: childCarriers(carrier),
     traced: !nativeTelemetry(worker),
     job,
+    schedule: bullmqSchedule(job),
   };
 }
 

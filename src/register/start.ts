@@ -139,7 +139,8 @@ function start(env: Env): RegisterState {
     const { MetricReader } = requireSdk('@opentelemetry/sdk-metrics') as { MetricReader: MetricReaderClass };
     dashboard = createDashboard(MetricReader, {
       ...settings.dashboard,
-      serviceName: env.OTEL_SERVICE_NAME?.trim() || undefined,
+      // The service's name comes from the SDK's resource, as the exporters see it.
+      queueStateInterval: settings.instrumentation.queueStateInterval,
     });
     metricReaders.push(dashboard.reader);
     dashboard.ready.then(

@@ -141,8 +141,16 @@ export function validOptions(config: unknown, warn: ConfigWarn = warnConfig): Qu
     warn(`queue-otel: options must be an object, got ${describe(config)}; every option keeps its default`);
     return {};
   }
+  let entries: Array<[string, unknown]>;
+  try {
+    entries = Object.entries(config as Record<string, unknown>);
+  } catch {
+    // A proxy or a throwing getter: the options cannot be read, so none applies.
+    warn('queue-otel: options could not be read (reading them threw); every option keeps its default');
+    return {};
+  }
   const valid: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(config as Record<string, unknown>)) {
+  for (const [key, value] of entries) {
     const check = (CHECKS as Record<string, Check | undefined>)[key];
     if (!check) {
       const near = closest(key, OPTION_NAMES);
@@ -211,8 +219,12 @@ export function warnConfig(message: string): void {
   if (warned.has(message)) return;
   if (warned.size < MAX_REMEMBERED) warned.add(message);
   const registry = global[OTEL_API_GLOBAL] as { diag?: unknown } | undefined;
-  if (registry?.diag !== undefined) diag.warn(message);
-  else process.emitWarning(message, { code: 'QUEUE_OTEL_CONFIG' });
+  try {
+    if (registry?.diag !== undefined) diag.warn(message);
+    else process.emitWarning(message, { code: 'QUEUE_OTEL_CONFIG' });
+  } catch {
+    // A logger that throws must not turn a warning into a failure.
+  }
 }
 
 /** The known name nearest to `key` (a typo or a change of case), if one is near enough. */

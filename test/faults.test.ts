@@ -135,6 +135,15 @@ describe('options', () => {
     i.disable();
   });
 
+  it('options that throw when read (a getter, a proxy) warn, and every option keeps its default', () => {
+    const before = diagWarnings.length;
+    const hostile = { enabled: false, get maxJobNamesPerQueue(): number { throw new Error('boom'); } };
+    const i = new BullMQInstrumentation(hostile as never);
+    expect(diagWarnings.slice(before)).toEqual(['queue-otel: options could not be read (reading them threw); every option keeps its default']);
+    expect(i.getConfig()).toEqual({ enabled: true });
+    i.disable();
+  });
+
   it('a bad setConfig at runtime is reported through diag, and its default applies', () => {
     const i = new BullMQInstrumentation({ enabled: false, maxJobNamesPerQueue: 7 });
     const before = diagWarnings.length;

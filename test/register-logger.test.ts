@@ -103,19 +103,22 @@ describe('the logger register sets', () => {
     ]);
   });
 
-  it('drops the resource-attributes message, keeps warnings and other errors as they are', () => {
+  it('drops the resource messages nobody can act on, keeps warnings and other errors as they are', () => {
     const r = recording();
     const logger = new RegisterLogger({}, { write: r.write, console: r.sink, now: r.clock.now });
     logger.error('Accessing resource attributes before async attributes settled');
+    logger.warn('dropping invalid resource attribute value for key "azure.vm.scaleset.name"');
     logger.warn('Unrecognized OTEL_TRACES_EXPORTER value: zipkin2.');
     logger.warn('queue-otel/bullmq', 'queue "emails": more than 100 job names; the others are counted as _OTHER');
     // A queue-otel message about Redis is not an exporter's: it passes unchanged.
     logger.error('queue-otel/bullmq', 'state read failed: connect ECONNREFUSED 127.0.0.1:6379');
     logger.error('{"message":"Unexpected token"}');
+    logger.warn('queue-otel/bullmq', 'queue state of "emails" not read', new Error('no answer within 1000 ms'));
     expect(r.lines).toEqual([]);
     expect(r.console.warn).toEqual([
       'Unrecognized OTEL_TRACES_EXPORTER value: zipkin2.',
       'queue-otel/bullmq queue "emails": more than 100 job names; the others are counted as _OTHER',
+      'queue-otel/bullmq queue state of "emails" not read Error: no answer within 1000 ms', // one line, no stack
     ]);
     expect(r.console.error).toEqual(['queue-otel/bullmq state read failed: connect ECONNREFUSED 127.0.0.1:6379', '{"message":"Unexpected token"}']);
   });

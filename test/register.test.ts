@@ -76,6 +76,9 @@ function otlp(extra: Record<string, string> = {}): Record<string, string> {
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
     OTEL_BSP_SCHEDULE_DELAY: '600000',
     OTEL_METRIC_EXPORT_INTERVAL: '600000',
+    // Register prints queue-otel's warnings; a state read slower than 1 s on a loaded machine
+    // would be one, and these tests assert a stderr free of errors.
+    QUEUE_OTEL_QUEUE_STATE_TIMEOUT: '10000',
     ...extra,
   };
 }
@@ -413,7 +416,8 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
         ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000', OTEL_BSP_SCHEDULE_DELAY: '500' }),
       },
     );
-    await child.waitFor(/JOBS_DONE/);
+    // auto-instrumentations-node loads every instrumentation and cloud detector: slow to start.
+    await child.waitFor(/JOBS_DONE/, 60_000);
     // One metric export carries both instrumentations' metrics: they share one MeterProvider.
     await until(() => {
       return receiver.metrics.some((r) =>
@@ -433,7 +437,7 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
     const busy = metricPoints(receiver.metrics.slice(-1), 'queue.job.busy.time').filter((p) => p.attributes['messaging.destination.name'] === name);
     expect(busy).toHaveLength(1);
     expect(child.stderr()).not.toMatch(/QUEUE_OTEL_REGISTER_ORDER|Error/);
-  });
+  }, 120_000);
 
   it('warns when loaded before auto-instrumentations, and still adds its instrumentations to that SDK', async () => {
     const name = queue('reg-auto-order');
@@ -442,11 +446,11 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
       CJS_APP,
       { QUEUE: name, JOBS: 'one', SIGTERM_HANDLER: 'close', OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http', ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000' }) },
     );
-    await child.waitFor(/JOBS_DONE/);
+    await child.waitFor(/JOBS_DONE/, 60_000);
     await until(() => metricPoints(receiver.metrics, 'queue.job.busy.time').some((p) => p.attributes['messaging.destination.name'] === name), 15_000, 'busy time exported');
     child.kill('SIGTERM');
     expect(await child.exited).toEqual({ code: 0, signal: null });
     expect(child.stderr()).toContain('QUEUE_OTEL_REGISTER_ORDER');
     expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
-  });
+  }, 120_000);
 });

@@ -1,12 +1,13 @@
 /**
  * The diag logger register sets when OTEL_LOG_LEVEL is not set: warnings and errors a user can act
- * on, one line each, and nothing else.
+ * on, one line each (an error without its stack), and nothing else.
  * - An exporter whose endpoint does not answer (no collector running yet, the usual first run)
  *   gives one line naming the endpoint and the variables that change or silence it, at most once
  *   a minute per endpoint, instead of the SDK's JSON-encoded stack at every failed export.
  * - "Accessing resource attributes before async attributes settled" is dropped: a scrape or an
  *   export before the host detector's promise settled gets the resource without those attributes,
- *   and the next one gets them; there is nothing to do about it.
+ *   and the next one gets them; there is nothing to do about it. So is a cloud resource
+ *   detector's "dropping invalid resource attribute value" (see NOISE).
  * - Everything else passes to the console unchanged.
  * With OTEL_LOG_LEVEL set, NodeSDK's own console logger at that level is used instead.
  */
@@ -17,7 +18,12 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 /** Errors of a connection that could not be made or kept, as Node and the exporters word them. */
 const UNREACHABLE = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)\b(?:[^"\\\s]*\s+([^\s"\\]+))?|\bRequest timed out\b/;
-const NOISE = ['Accessing resource attributes before async attributes settled'];
+/**
+ * SDK messages about the resource that nobody can act on: a scrape or export before the host
+ * detector settled (the next one has the attributes), and a cloud detector's value of the wrong
+ * type where the process does not run on that cloud (auto-instrumentations-node's Azure one).
+ */
+const NOISE = [/^Accessing resource attributes before async attributes settled$/, /^dropping invalid resource attribute value for key "[a-z.]+"$/];
 /** One line per unreachable endpoint at most this often. */
 export const UNREACHABLE_REPEAT_MS = 60_000;
 
@@ -45,12 +51,12 @@ export class RegisterLogger implements DiagLogger {
 
   error(message: string, ...args: unknown[]): void {
     if (this.quiet(message) || this.unreachable(message)) return;
-    this.console.error(message, ...args);
+    this.console.error(message, ...args.map(oneLine));
   }
 
   warn(message: string, ...args: unknown[]): void {
     if (this.quiet(message) || this.unreachable(message)) return;
-    this.console.warn(message, ...args);
+    this.console.warn(message, ...args.map(oneLine));
   }
 
   info(message: string, ...args: unknown[]): void {
@@ -66,7 +72,7 @@ export class RegisterLogger implements DiagLogger {
   }
 
   private quiet(message: unknown): boolean {
-    return typeof message === 'string' && NOISE.includes(message);
+    return typeof message === 'string' && NOISE.some((pattern) => pattern.test(message));
   }
 
   /**
@@ -107,6 +113,16 @@ export class RegisterLogger implements DiagLogger {
 function splitAddress(address: string): { host: string; port: string | undefined } {
   const m = /^(.*):(\d+)$/.exec(address);
   return m ? { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2]! } : { host: address, port: undefined };
+}
+
+/** An error as `Name: message`, without its stack (OTEL_LOG_LEVEL set gives the SDK's full output). */
+function oneLine(arg: unknown): unknown {
+  if (!(arg instanceof Error)) return arg;
+  try {
+    return `${arg.name}: ${arg.message}`.split('\n')[0];
+  } catch {
+    return 'Error';
+  }
 }
 
 function loopback(host: string): boolean {

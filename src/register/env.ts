@@ -51,6 +51,7 @@ const list: Parse<string[]> = (text) => {
 };
 
 const MILLISECONDS = integer(1, Number.MAX_SAFE_INTEGER, 'a whole number of milliseconds >= 1');
+const COUNT = integer(1, Number.MAX_SAFE_INTEGER, 'an integer >= 1');
 const PORT = integer(0, 65535, 'a port number from 0 to 65535 (0: any free port)');
 
 /**
@@ -59,7 +60,7 @@ const PORT = integer(0, 65535, 'a port number from 0 to 65535 (0: any free port)
  */
 const OPTION_VARIABLES: Record<keyof QueueInstrumentationConfig, { name: string; parse?: Parse<unknown> }> = {
   enabled: { name: 'QUEUE_OTEL_ENABLED', parse: boolean },
-  maxJobNamesPerQueue: { name: 'QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE', parse: integer(1, Number.MAX_SAFE_INTEGER, 'an integer >= 1') },
+  maxJobNamesPerQueue: { name: 'QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE', parse: COUNT },
   useProducerSpanAsParent: { name: 'QUEUE_OTEL_USE_PRODUCER_SPAN_AS_PARENT', parse: boolean },
   // Functions cannot be written in a variable: both come from the module QUEUE_OTEL_HOOKS names.
   processHook: { name: 'QUEUE_OTEL_HOOKS' },
@@ -71,6 +72,11 @@ const OPTION_VARIABLES: Record<keyof QueueInstrumentationConfig, { name: string;
   queueStateTimeout: { name: 'QUEUE_OTEL_QUEUE_STATE_TIMEOUT', parse: MILLISECONDS },
   queueStateLeader: { name: 'QUEUE_OTEL_QUEUE_STATE_LEADER', parse: boolean },
   queues: { name: 'QUEUE_OTEL_QUEUES', parse: list },
+  maxQueues: { name: 'QUEUE_OTEL_MAX_QUEUES', parse: COUNT },
+  maxErrorTypesPerQueue: { name: 'QUEUE_OTEL_MAX_ERROR_TYPES_PER_QUEUE', parse: COUNT },
+  maxNameLength: { name: 'QUEUE_OTEL_MAX_NAME_LENGTH', parse: COUNT },
+  cardinalityLimit: { name: 'QUEUE_OTEL_CARDINALITY_LIMIT', parse: COUNT },
+  createSpans: { name: 'QUEUE_OTEL_CREATE_SPANS', parse: boolean },
 };
 
 /** Variables of register itself, not options of the instrumentations. */

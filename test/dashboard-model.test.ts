@@ -28,11 +28,12 @@ describe('DashboardModel', () => {
         'queue.job.cpu.time': [{ attributes: job('send'), value: cpu }],
         'queue.job.memory.usage': [{ attributes: job('send'), value: memory }],
         'queue.worker.concurrency': [{ attributes: q, value: 4 }],
-        'messaging.client.consumed.messages': [
-          { attributes: job('send', { 'queue.job.outcome': 'completed' }), value: completed },
-          { attributes: job('send', { 'queue.job.outcome': 'failed' }), value: failed },
+        // Ended attempts by outcome: the count of the process-duration histogram.
+        'messaging.process.duration': [
+          { attributes: job('send', { 'queue.job.outcome': 'completed' }), value: { count: completed, buckets: { boundaries: [1], counts: [completed, 0] } } },
+          { attributes: job('send', { 'queue.job.outcome': 'failed' }), value: { count: failed, buckets: { boundaries: [1], counts: [failed, 0] } } },
         ],
-        'queue.jobs.count': [{ attributes: { ...q, 'queue.job.state': 'waiting' }, value: 7 }],
+        'queue.job.count': [{ attributes: { ...q, 'queue.job.state': 'waiting' }, value: 7 }],
       });
     model.add(1_000_000, at(0, 0, 0, 0, 1024));
     model.add(1_002_000, at(6, 1, 10, 2, 2048)); // 3 busy workers over 2 s
@@ -62,5 +63,20 @@ describe('DashboardModel', () => {
     // Over the last 30 s (i = 3..6): one wait in (0.1, 0.25] and two in (0.25, 2.5]: p50 = 0.25 + 2.25 * 0.5/2.
     expect(view!.wait.p50.at(-1)).toBeCloseTo(0.25 + 2.25 * 0.25, 9);
     expect(view!.wait.p95.at(-1)).toBeCloseTo(0.25 + 2.25 * (0.95 * 3 - 1) / 2, 9);
+  });
+
+  it('says how old the state figures may be: one read interval, and for pg-boss its monitor interval on top', () => {
+    const model = new DashboardModel(2, 300, 15);
+    const depth = (system: string, queue: string) => ({
+      attributes: { 'messaging.system': system, 'messaging.destination.name': queue, 'queue.job.state': 'waiting' },
+      value: 3,
+    });
+    model.add(1_000_000, collection({ 'queue.job.count': [depth('bullmq', 'emails'), depth('pg-boss', 'billing')] }));
+    const snapshot = model.snapshot();
+    expect(snapshot.stateIntervalS).toBe(15);
+    expect(Object.fromEntries(snapshot.queues.map((v) => [v.name, v.stateMaxAgeS]))).toEqual({
+      emails: { counts: 15, oldest: 15 },
+      billing: { counts: 75, oldest: 15 },
+    });
   });
 });

@@ -7,7 +7,7 @@
  * sorted-set cardinalities, the tail of the wait list (BullMQ pushes on the left and takes from the
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
 import { LUA_LEASE } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}

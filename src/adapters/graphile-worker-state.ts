@@ -10,7 +10,7 @@
  * of millions of jobs that pass costs what a count of that table costs, once per interval for the
  * whole cluster; `queueState: false` turns it off.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
 import { PLAIN_IDENTIFIER, ensureLeaseTable, leaseCte } from './pg-lease.js';
 
 /** graphile-worker's `withPgClient`: runs a callback with a pooled client. */

@@ -14,7 +14,7 @@
  *   or renewed by the same statement (an upsert in a CTE that only succeeds for the holder or once
  *   the lease has expired), standing in for the Redis `SET PX` lease.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/queue-stats.js';
+import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
 import { PLAIN_IDENTIFIER, ensureLeaseTable, leaseCte } from './pg-lease.js';
 
 /** The parts of pg-boss's database object read here (`boss.getDb()`). */

@@ -1,4 +1,4 @@
-import { type Tracer, diag } from '@opentelemetry/api';
+import { type Meter, type MeterProvider, type Tracer, type TracerProvider, diag, metrics, trace } from '@opentelemetry/api';
 import {
   InstrumentationBase,
   type InstrumentationModuleDefinition,
@@ -6,9 +6,12 @@ import {
 } from '@opentelemetry/instrumentation';
 import { satisfies } from 'semver';
 import type { AnyFunction, MethodPatch } from '../adapters/patch.js';
-import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig } from '../config.js';
+import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig, validOptions } from '../config.js';
+import type { JobTelemetry } from '../core/seam.js';
 import { QueueTelemetry } from '../core/telemetry.js';
+import { SCHEMA_URL } from '../semconv.js';
 import { PACKAGE_NAME, PACKAGE_VERSION } from '../version.js';
+import { sdkCardinalityLimit } from './sdk-limits.js';
 
 /**
  * What every queue-otel instrumentation shares: validated options, the core telemetry (rebuilt
@@ -22,15 +25,17 @@ export abstract class QueueInstrumentationBase<
   private declare core: QueueTelemetry | undefined;
   private declare resolved: ResolvedConfig;
   private declare constructed: boolean;
+  private declare tracerProvider: TracerProvider | undefined;
+  private declare meterProvider: MeterProvider | undefined;
 
   protected constructor(
     private readonly system: string,
     config: Config | undefined,
   ) {
-    // Fails here, at setup, naming the option, before anything is patched.
-    const resolved = resolveConfig(config ?? {});
-    super(`${PACKAGE_NAME}/${system}`, PACKAGE_VERSION, (config ?? {}) as Config);
-    this.resolved = resolved;
+    // A bad option is reported once through diag and left out, so that its default applies.
+    const given = validOptions(config) as Config;
+    super(`${PACKAGE_NAME}/${system}`, PACKAGE_VERSION, given);
+    this.resolved = resolveConfig(given);
     this.constructed = true;
   }
 
@@ -41,31 +46,25 @@ export abstract class QueueInstrumentationBase<
       const core = new QueueTelemetry(this.system, resolved, this._diag ?? diag);
       core.setTracer(this.currentTracer());
       this.core = core;
-      core.setMeter(this.meter);
+      core.setMeter(this.currentMeter(), sdkCardinalityLimit(this.meterProvider));
       if (this.isEnabled()) core.start();
     }
     return this.core;
   }
 
   /**
-   * Options can change after construction; a bad value then is reported through diag and the
-   * previous options stay, since throwing from here could reach code that is running jobs.
+   * Options can change after construction; as in the constructor, a bad value is reported once
+   * through diag and its default applies.
    */
   override setConfig(config: Config = {} as Config): void {
     if (!this.constructed) {
       super.setConfig(config);
       return;
     }
-    let resolved: ResolvedConfig;
-    try {
-      resolved = resolveConfig(config);
-    } catch (error) {
-      this._diag.error('setConfig ignored', error);
-      return;
-    }
-    super.setConfig(config);
-    this.resolved = resolved;
-    this.core?.setConfig(resolved, this.isEnabled());
+    const given = validOptions(config) as Config;
+    super.setConfig(given);
+    this.resolved = resolveConfig(given);
+    this.core?.setConfig(this.resolved, this.isEnabled());
   }
 
   /** Patches the library (when loaded) and starts per-job resource attribution. */
@@ -81,14 +80,20 @@ export abstract class QueueInstrumentationBase<
     this.core?.disable();
   }
 
-  override setTracerProvider(...args: Parameters<InstrumentationBase['setTracerProvider']>): void {
-    super.setTracerProvider(...args);
+  override setTracerProvider(tracerProvider: TracerProvider): void {
+    super.setTracerProvider(tracerProvider);
+    this.tracerProvider = tracerProvider;
     this.core?.setTracer(this.currentTracer());
+  }
+
+  override setMeterProvider(meterProvider: MeterProvider): void {
+    this.meterProvider = meterProvider;
+    super.setMeterProvider(meterProvider);
   }
 
   /** Called by the base class whenever the meter provider changes. */
   protected override _updateMetricInstruments(): void {
-    this.core?.setMeter(this.meter);
+    this.core?.setMeter(this.currentMeter(), sdkCardinalityLimit(this.meterProvider));
   }
 
   /** Applies an adapter's patches to freshly loaded module exports. */
@@ -141,11 +146,10 @@ export abstract class QueueInstrumentationBase<
    * The load and unload hooks of a module (or one of its files) whose adapter patches methods:
    * `patchesOf` builds the patches for one loaded copy of its exports.
    */
-  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: QueueTelemetry, version?: string) => MethodPatch[]): {
+  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: JobTelemetry, version: string | undefined) => MethodPatch[]): {
     patch: (exports: Exports, version?: string) => Exports;
     unpatch: (exports: Exports | undefined, version?: string) => void;
   } {
-    // `version`: of the loaded module (OpenTelemetry reads its package.json), for what differs by release.
     return {
       patch: (exports, version) => {
         this.applyPatches(patchesOf(exports, this.telemetry, version));
@@ -187,8 +191,14 @@ export abstract class QueueInstrumentationBase<
     for (const patch of patches) this._unwrap(patch.target as Record<string, unknown>, patch.method);
   }
 
+  // The base class asks its providers for a tracer and meter without the schema URL: ask again
+  // with it, so backends know which version of the conventions the names follow.
   private currentTracer(): Tracer {
-    return this.tracer;
+    return (this.tracerProvider ?? trace.getTracerProvider()).getTracer(this.instrumentationName, this.instrumentationVersion, { schemaUrl: SCHEMA_URL });
+  }
+
+  private currentMeter(): Meter {
+    return (this.meterProvider ?? metrics.getMeterProvider()).getMeter(this.instrumentationName, this.instrumentationVersion, { schemaUrl: SCHEMA_URL });
   }
 
   protected abstract override init(): InstrumentationModuleDefinition[];

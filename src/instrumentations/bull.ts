@@ -1,5 +1,5 @@
-import { InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { type BullExports, bullPatches } from '../adapters/bull.js';
+import { InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
+import { type BullExports, bullChildPoolPatches, bullPatches } from '../adapters/bull.js';
 import type { QueueInstrumentationConfig } from '../config.js';
 import { QueueInstrumentationBase } from './base.js';
 
@@ -17,13 +17,18 @@ const SUPPORTED = ['>=4.0.0 <5'];
  * ```
  */
 export class BullInstrumentation extends QueueInstrumentationBase {
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: QueueInstrumentationConfig) {
     super('bull', config);
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<BullExports>(bullPatches);
-    return this.withVersionWarnings([new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch)]);
+    const pool = this.patching<unknown>(bullChildPoolPatches);
+    return this.withVersionWarnings([
+      new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch, [
+        new InstrumentationNodeModuleFile('bull/lib/process/child-pool.js', SUPPORTED, pool.patch, pool.unpatch),
+      ]),
+    ]);
   }
 }

@@ -44,6 +44,14 @@ const list: Parse<string[]> = (text, name) => {
   return items;
 };
 
+const names: Parse<string[]> = (text, name) => {
+  const items = text.split(',').map((s) => s.trim());
+  if (items.some((s) => s === '')) fail(name, 'a comma-separated list of job names', text);
+  return items;
+};
+
+const path: Parse<string> = (text) => text.trim();
+
 /**
  * Every option of {@link QueueInstrumentationConfig}, each with its variable. A `Record` over the
  * option keys: adding an option to the config without a variable here fails to compile.
@@ -67,6 +75,9 @@ const OPTION_VARIABLES: Record<keyof QueueInstrumentationConfig, { name: string;
   maxNameLength: { name: 'QUEUE_OTEL_MAX_NAME_LENGTH', parse: integer(1, 'an integer >= 1') },
   cardinalityLimit: { name: 'QUEUE_OTEL_CARDINALITY_LIMIT', parse: integer(1, 'an integer >= 1') },
   createSpans: { name: 'QUEUE_OTEL_CREATE_SPANS', parse: boolean },
+  profileJobs: { name: 'QUEUE_OTEL_PROFILE_JOBS', parse: names },
+  profileInterval: { name: 'QUEUE_OTEL_PROFILE_INTERVAL', parse: integer(1, 'a whole number of milliseconds >= 1') },
+  profileDirectory: { name: 'QUEUE_OTEL_PROFILE_DIRECTORY', parse: path },
 };
 
 /** Variables of register itself, not options of the instrumentations. */

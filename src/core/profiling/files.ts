@@ -5,9 +5,12 @@
  * and the dashboard sees the files of either.
  */
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
-/** Files of this process kept at most; older ones it wrote are deleted (never anyone else's). */
+/**
+ * Files this process keeps at most in one folder; older ones it wrote there are deleted (never
+ * anyone else's, nor those of an earlier run).
+ */
 export const MAX_FILES = 20;
 
 /** One written profile. */
@@ -45,33 +48,35 @@ function part(text: string): string {
 let sequence = 0;
 
 /** A new file name in `directory` for a profile of this job (nothing is created yet). */
-export function profilePath(directory: string, queue: string, jobName: string | undefined, jobId: string | undefined): string {
+export function profilePath(directory: string, queue: string, jobName: string | undefined): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const name = [part(queue), part(jobName ?? queue), ...(jobId === undefined ? [] : [part(jobId)]), stamp, `${process.pid}-${++sequence}`];
+  const name = [part(queue), part(jobName ?? queue), stamp, `${process.pid}-${++sequence}`];
   return join(resolve(directory), `${name.join('.')}.cpuprofile`);
 }
 
 /**
  * Writes `body` to `path` (the folder is made if missing, readable by this user only: a profile
  * shows the code's paths and function names), records it for the dashboard, and deletes the
- * oldest files this process wrote beyond {@link MAX_FILES}: superseded ones first, so the latest
- * profile of each job name stays as long as there are fewer names than files.
+ * oldest files this process wrote in that folder beyond {@link MAX_FILES}: superseded ones first,
+ * so the latest profile of each job name stays as long as there are fewer names than files.
  */
 export async function writeProfile(
   path: string,
   body: string,
   labels: { system: string; queue: string; jobName: string | undefined },
 ): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+  const folder = dirname(path);
+  await mkdir(folder, { recursive: true, mode: 0o700 });
   await writeFile(path, body, { mode: 0o600 });
   const s = store();
   s.files.push({ id: s.nextId++, path, ...labels, writtenAt: Date.now() });
-  while (s.files.length > MAX_FILES) {
-    const latest = latestOf(s.files);
-    let drop = s.files.findIndex((f) => !latest.has(f));
-    if (drop < 0) drop = 0;
-    const [gone] = s.files.splice(drop, 1);
-    if (gone !== undefined) await unlink(gone.path).catch(() => undefined);
+  for (;;) {
+    const here = s.files.filter((f) => dirname(f.path) === folder);
+    if (here.length <= MAX_FILES) break;
+    const latest = latestOf(here);
+    const gone = here.find((f) => !latest.has(f)) ?? (here[0] as WrittenProfile);
+    s.files.splice(s.files.indexOf(gone), 1);
+    await unlink(gone.path).catch(() => undefined);
   }
 }
 

@@ -158,7 +158,7 @@ class LoopProfile implements AttemptProfile {
       });
       // No sample fell in the job's slices (it ran less than a sampling interval): no file.
       if (kept === undefined) return;
-      const path = profilePath(this.directory, this.labels.queue, this.labels.jobName, undefined);
+      const path = profilePath(this.directory, this.labels.queue, this.labels.jobName);
       this.path = path;
       writeProfile(path, JSON.stringify(kept), this.labels).catch((error: unknown) => {
         this.report.error('could not write a job profile', error);
@@ -199,7 +199,7 @@ class SandboxProfile implements AttemptProfile {
       this.stop();
       return;
     }
-    const path = profilePath(this.directory, this.labels.queue, this.labels.jobName, undefined);
+    const path = profilePath(this.directory, this.labels.queue, this.labels.jobName);
     this.path = path;
     this.started = startWorkerThread(threadId, SAMPLING_INTERVAL_US, WORKER_TIMEOUT_MS).catch((error: unknown) => {
       if (this.path === path) this.path = undefined;

@@ -23,8 +23,11 @@ import { keepSlices } from './cpuprofile.js';
 import { profilePath, writeProfile } from './files.js';
 import { type ThreadProfile, type WorkerProfile, startThisThread, startWorkerThread } from './inspector.js';
 
-/** V8's sampling interval while a job is profiled (its default is 1000 µs; jobs are short). */
-export const SAMPLING_INTERVAL_US = 250;
+/**
+ * V8's sampling interval while a job is profiled: V8's and `node --cpu-prof`'s default. At 250 µs
+ * V8's profiler thread took about 1.7 times the CPU it takes at 1000 µs (docs/profiling.md).
+ */
+export const SAMPLING_INTERVAL_US = 1000;
 /** A profile still running after this long is stopped and written with what it has. */
 export const MAX_PROFILE_MS = 30_000;
 /** Slices recorded per profile at most (16 bytes each); later slices are left out of the profile. */

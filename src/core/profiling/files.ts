@@ -4,7 +4,7 @@
  * so that the CommonJS and ES module builds of queue-otel (an app may load both) share one list
  * and the dashboard sees the files of either.
  */
-import { mkdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 /**
@@ -67,7 +67,16 @@ export async function writeProfile(
 ): Promise<void> {
   const folder = dirname(path);
   await mkdir(folder, { recursive: true, mode: 0o700 });
-  await writeFile(path, body, { mode: 0o600 });
+  // Written aside, then renamed: whoever opens `path` (the span's reader, the dashboard) finds it
+  // whole or not at all.
+  const partial = `${path}.partial`;
+  try {
+    await writeFile(partial, body, { mode: 0o600 });
+    await rename(partial, path);
+  } catch (error) {
+    await unlink(partial).catch(() => undefined);
+    throw error;
+  }
   const s = store();
   s.files.push({ id: s.nextId++, path, ...labels, writtenAt: Date.now() });
   for (;;) {

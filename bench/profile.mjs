@@ -2,7 +2,9 @@
 //
 // 1. Per job, while a profile is being taken: no-op BullMQ jobs at concurrency 50 beside one
 //    long-running job named `background` (it awaits a 2 ms timer in a loop until the round ends),
-//    in three modes, in rotation (ABC, BCA, CAB, ...):
+//    in three modes, in blocks of one round each, the blocks cycling through the six orders of the
+//    three (so that each mode comes right after each other one as often: a mode's cost that lasts
+//    into the next round, if any, hits every mode alike, and is shown by predecessor):
 //      off        the defaults (profileJobs unset)
 //      armed      profileJobs: ['not-here']: listed names, none of which runs (the per-attempt check)
 //      profiling  profileJobs: ['background']: the background job is profiled for the whole round,
@@ -23,7 +25,8 @@
 // Run: `npm run build && node bench/profile.mjs`. Needs Redis (BENCH_REDIS_URL, default
 // redis://127.0.0.1:6379). Environment: BENCH_JOBS (no-op jobs per round, default 10000),
 // BENCH_ROUNDS (measured rounds per mode, default 6), BENCH_PROFILES (profiles timed in part 2,
-// default 10). The SDK is real (BatchSpanProcessor and PeriodicExportingMetricReader at 1 s, with
+// default 10), BENCH_HEAP_MB (filler for part 2's second run; above ~1500, raise Node's heap limit
+// with --max-old-space-size), BENCH_PART (1 or 2: that part only). The SDK is real (BatchSpanProcessor and PeriodicExportingMetricReader at 1 s, with
 // exporters that drop everything), as in bench/overhead.mjs.
 
 import { createRequire } from 'node:module';
@@ -37,6 +40,8 @@ const JOBS = intEnv('BENCH_JOBS', 10000);
 const ROUNDS = intEnv('BENCH_ROUNDS', 6);
 const PROFILES = intEnv('BENCH_PROFILES', 10);
 const HEAP_MB = intEnv('BENCH_HEAP_MB', 256);
+/** `1` or `2`: run that part only. */
+const PART = process.env.BENCH_PART ?? '';
 const REDIS_URL = new URL(process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379');
 const CONCURRENCY = 50;
 
@@ -207,21 +212,31 @@ async function oneProfile() {
 
 async function main() {
   console.log(`queue-otel profile bench: Node ${process.version}, ${cpus().length} CPUs, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  if (PART !== '2') await part1();
+  if (PART !== '1') await part2();
+  if (diagMessages.length > 0) console.log(`diag: ${diagMessages.length} messages, first: ${diagMessages[0]}`);
+}
+
+async function part1() {
   console.log(`part 1: ${JOBS} no-op jobs per round beside one background job, concurrency ${CONCURRENCY}, ${ROUNDS} rounds per mode after one warm-up each`);
   for (const mode of MODES) {
     const r = await runRound(mode);
     console.log(`warm-up   ${r.mode.padEnd(9)} ${r.jobsPerSec.toFixed(0).padStart(6)} jobs/s  ${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job (discarded)`);
   }
+  const [A, B, C] = MODES;
+  const orders = [[A, B, C], [B, C, A], [C, A, B], [A, C, B], [C, B, A], [B, A, C]];
   const results = [];
   const blocks = [];
+  let previous = MODES.at(-1).key; // the last warm-up
   for (let b = 0; b < ROUNDS; b++) {
     const block = {};
-    for (let i = 0; i < MODES.length; i++) {
-      const mode = MODES[(b + i) % MODES.length];
+    for (const mode of orders[b % orders.length]) {
       const r = await runRound(mode);
+      r.after = previous;
+      previous = mode.key;
       results.push(r);
       block[mode.key] = r;
-      console.log(`round ${String(results.length).padStart(2)}  ${r.mode.padEnd(9)} ${r.jobsPerSec.toFixed(0).padStart(6)} jobs/s  ${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job`);
+      console.log(`round ${String(results.length).padStart(2)}  ${r.mode.padEnd(9)} ${r.jobsPerSec.toFixed(0).padStart(6)} jobs/s  ${r.cpuUsPerJob.toFixed(2).padStart(7)} µs CPU/job  (after ${r.after})`);
     }
     blocks.push(block);
   }
@@ -237,6 +252,18 @@ async function main() {
     );
   }
 
+  console.log('median CPU µs/job by the mode of the round before:');
+  for (const mode of MODES) {
+    const cells = MODES.filter((m) => m.key !== mode.key).map((before) => {
+      const rs = results.filter((r) => r.mode === mode.key && r.after === before.key);
+      return `after ${before.key}: ${rs.length === 0 ? '-' : median(rs.map((r) => r.cpuUsPerJob)).toFixed(2)} (${rs.length})`;
+    });
+    console.log(`  ${mode.key.padEnd(10)} ${cells.join('  ')}`);
+  }
+
+}
+
+async function part2() {
   console.log('');
   console.log(`part 2: ${PROFILES} profiles of a 200 ms job (100 slices of 1 ms between other code), sampling every ${SAMPLING_INTERVAL_US} µs`);
   instrumentation.disable();
@@ -276,7 +303,6 @@ async function main() {
     );
   }
   console.log(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  if (diagMessages.length > 0) console.log(`diag: ${diagMessages.length} messages, first: ${diagMessages[0]}`);
 }
 
 let exitCode = 0;

@@ -182,8 +182,12 @@ describe('Queue.addBulk and FlowProducer', () => {
     track(new otel.bullmq.Worker(childQueue, async () => new Promise((r) => setTimeout(r, 300)), { connection: connection() }));
     track(new otel.bullmq.Worker(parentQueue, async () => 'assembled', { connection: connection() }));
     await until(() => named(`process ${parentQueue}`).length === 1 && named(`process ${childQueue}`).length === 2, 10_000, 'flow');
-    expect(createOf(named(`process ${parentQueue}`)[0]!)?.name).toBe(`create ${parentQueue}`);
+    const parentProcess = named(`process ${parentQueue}`)[0]!;
+    expect(createOf(parentProcess)?.name).toBe(`create ${parentQueue}`);
     for (const p of named(`process ${childQueue}`)) expect(createOf(p)?.name).toBe(`create ${childQueue}`);
+    // The parent's span also links to its children's creation: the trace shows the fan-out.
+    const childCreates = named(`create ${childQueue}`).map((c) => c.spanContext().spanId).sort();
+    expect(parentProcess.links.slice(1).map((l) => l.context.spanId).sort()).toEqual(childCreates);
     expect(named(`process ${parentQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeUndefined();
     expect(named(`process ${childQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeGreaterThanOrEqual(0);
     const m = await otel.collect();

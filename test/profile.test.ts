@@ -11,6 +11,7 @@ import { MetricReader } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CpuProfile, keepSlices } from '../src/core/profiling/cpuprofile.js';
+import { resolveConfig } from '../src/config.js';
 import { MAX_FILES } from '../src/core/profiling/files.js';
 import { type MetricReaderClass, createDashboard } from '../src/dashboard/server.js';
 import { readSettings } from '../src/register/env.js';
@@ -315,6 +316,19 @@ describe('options', () => {
     expect(
       readSettings({ QUEUE_OTEL_PROFILE_JOBS: 'report, sync', QUEUE_OTEL_PROFILE_INTERVAL: '300000', QUEUE_OTEL_PROFILE_DIRECTORY: ' /var/tmp/p ' }).instrumentation,
     ).toEqual({ profileJobs: ['report', 'sync'], profileInterval: 300000, profileDirectory: '/var/tmp/p' });
+  });
+
+  it('a wrong value warns, naming it, and its default applies (profiling stays off)', () => {
+    const said: string[] = [];
+    const settings = readSettings({ QUEUE_OTEL_PROFILE_JOBS: 'a,,b', QUEUE_OTEL_PROFILE_INTERVAL: '0' }, process.cwd(), (m) => said.push(m));
+    expect(settings.instrumentation).toEqual({});
+    expect(said.join('\n')).toMatch(/QUEUE_OTEL_PROFILE_JOBS.*comma-separated list of job names/);
+    expect(said.join('\n')).toMatch(/QUEUE_OTEL_PROFILE_INTERVAL.*milliseconds/);
+    const resolved = resolveConfig({ profileJobs: 'report', profileDirectory: '' }, (m) => said.push(m));
+    expect(resolved.profileJobs).toEqual([]);
+    expect(resolved.profileDirectory).toBe(join(tmpdir(), 'queue-otel-profiles'));
+    expect(said.join('\n')).toMatch(/"profileJobs".*array of job names/);
+    expect(said.join('\n')).toMatch(/"profileDirectory".*folder path/);
   });
 });
 

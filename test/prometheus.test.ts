@@ -1,14 +1,19 @@
 // End to end with a real Prometheus server (Debian's `prometheus`, loopback, its own temp dir and a
 // free port, 1 s scrapes) scraping the demo's worker started through queue-otel/register:
 // the alert rules pass `promtool check rules` and load healthy, every query of the Grafana
-// dashboard returns data, and the rate of busy time equals the number of busy workers.
+// dashboard and of docs/autoscaling.md returns data, and the rate of busy time equals the number
+// of busy workers. A second target, test/fixtures/register/schedules-app.mjs (pg-boss and
+// graphile-worker back from a 10-minute outage of their schedulers), makes the schedule rules fire
+// on real data.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as semconv from '../src/semconv.js';
 import { findBinary, requireBinary } from './helpers/binaries.js';
+import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { type Child, ROOT, freePort, startNode } from './helpers/processes.js';
 import { connection, sleep, until } from './helpers/redis.js';
 
@@ -20,6 +25,15 @@ const PROMTOOL = findBinary('promtool');
 const { skip } = requireBinary('prometheus', PROMETHEUS && PROMTOOL, 'apt-get install --no-install-recommends prometheus');
 
 const RULES = join(ROOT, 'examples/grafana/alerts.yml');
+const AUTOSCALING = join(ROOT, 'docs/autoscaling.md');
+/**
+ * The Prometheus name of the depth metric, from the one place metric names live. The docs write
+ * the schema's name (`queue_job_count`); until the code emits it, the queries are run with the
+ * name it emits (`queue.jobs.count` before the rename), so the check holds on both sides of it.
+ */
+const JOB_COUNT = (Object.values(semconv) as unknown[])
+  .find((v): v is string => typeof v === 'string' && /^queue\.jobs?\.count$/.test(v))!
+  .replaceAll('.', '_');
 const DASHBOARD = join(ROOT, 'examples/grafana/dashboard.json');
 const BUSY_WORKERS = 4;
 const PREFIX = `qo-test-prom-${process.pid}`;
@@ -27,6 +41,9 @@ const PREFIX = `qo-test-prom-${process.pid}`;
 const RATE_WINDOW_S = 20;
 
 let worker: Child;
+let schedulesApp: Child;
+const SCHEDULES_SCHEMA = schemaName('prom_sched');
+const SCHEDULES_QUEUE = `prom_sched_${process.pid}`;
 let prometheus: Child;
 let api: string;
 let dir: string;
@@ -58,7 +75,21 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       DEMO_BUSY_WORKERS: String(BUSY_WORKERS),
       DEMO_BUSY_JOB_S: '600',
     });
+    const schedulesPort = await freePort();
+    schedulesApp = startNode(['--import', 'queue-otel/register'], 'test/fixtures/register/schedules-app.mjs', {
+      OTEL_SERVICE_NAME: 'prometheus-e2e-schedules',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(schedulesPort),
+      OTEL_TRACES_EXPORTER: 'none',
+      QUEUE_OTEL_QUEUE_STATE: 'false',
+      PG_URL: pgUrl(),
+      QO_SCHEMA: SCHEDULES_SCHEMA,
+      QO_QUEUE: SCHEDULES_QUEUE,
+      QO_DOWN_MIN: '10',
+    });
     await worker.waitFor(/demo: worker running/);
+    await schedulesApp.waitFor(/SCHEDULES_DONE/, 60_000);
 
     const port = await freePort();
     writeFileSync(
@@ -73,6 +104,9 @@ describe.skipIf(skip)('Prometheus end to end', () => {
         '  - job_name: queue-otel-demo',
         '    static_configs:',
         `      - targets: ["127.0.0.1:${metricsPort}"]`,
+        '  - job_name: queue-otel-schedules',
+        '    static_configs:',
+        `      - targets: ["127.0.0.1:${schedulesPort}"]`,
         '',
       ].join('\n'),
     );
@@ -113,8 +147,10 @@ describe.skipIf(skip)('Prometheus end to end', () => {
   afterAll(async () => {
     await prometheus?.stop();
     await worker?.stop();
+    await schedulesApp?.stop();
+    await dropSchemas(SCHEDULES_SCHEMA, `${SCHEDULES_SCHEMA}_boss`).catch(() => {});
     if (dir) rmSync(dir, { recursive: true, force: true });
-    for (const name of ['emails', 'reports', 'webhooks', 'busy']) {
+    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing']) {
       const q = new Queue(name, { connection: connection(), prefix: PREFIX });
       await q.obliterate({ force: true });
       await q.close();
@@ -124,7 +160,7 @@ describe.skipIf(skip)('Prometheus end to end', () => {
   it('the alert rules pass promtool check rules, and load and evaluate healthy in Prometheus', { timeout: 90_000 }, async () => {
     const check = spawnSync(PROMTOOL!, ['check', 'rules', RULES], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toContain('SUCCESS: 6 rules found');
+    expect(check.stdout).toContain('SUCCESS: 9 rules found');
 
     const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as {
       data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
@@ -136,6 +172,9 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       'QueueJobMemoryHigh',
       'QueueJobStuck',
       'QueueOldestJobWaitingTooLong',
+      'QueueScheduleNotRun',
+      'QueueScheduleRunLate',
+      'QueueScheduleRunMissed',
       'QueueWorkersSaturated',
     ]);
     expect(all.filter((r) => r.health !== 'ok')).toEqual([]);
@@ -147,6 +186,40 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       return alerts.data.alerts.some((a) => a.labels.alertname === 'QueueDeadLettersGrowing' && a.labels.messaging_destination_name === 'webhooks' && a.state === 'firing');
     };
     await until(firing, 15_000, 'QueueDeadLettersGrowing firing for webhooks');
+  });
+
+  it('the schedule rules fire on real data: late and missed runs after an outage, and a schedule that has not run', { timeout: 90_000 }, async () => {
+    type Alert = { labels: Record<string, string>; state: string };
+    const alerts = async () => ((await (await fetch(`${api}/api/v1/alerts`)).json()) as { data: { alerts: Alert[] } }).data.alerts;
+    const firing = (list: Alert[], name: string, system: string, schedule: string) =>
+      list.some((a) => a.labels.alertname === name && a.state === 'firing' && a.labels.messaging_system === system && a.labels.queue_schedule_name === schedule);
+    // graphile-worker backfilled 10 missed minutes, the oldest about 10 minutes late; pg-boss sent
+    // one catch-up run. The demo's BullMQ scheduler runs a few seconds late: not past 5 minutes.
+    await until(async () => {
+      const list = await alerts();
+      return (
+        firing(list, 'QueueScheduleRunLate', 'graphile-worker', 'nightly-billing') &&
+        firing(list, 'QueueScheduleRunMissed', 'graphile-worker', 'nightly-billing') &&
+        firing(list, 'QueueScheduleRunMissed', 'pg-boss', `${SCHEDULES_QUEUE}:nightly`)
+      );
+    }, 30_000, 'the late and missed schedule alerts');
+    const list = await alerts();
+    expect(list.filter((a) => a.labels.alertname?.startsWith('QueueSchedule') && a.labels.queue_schedule_name === 'billing-sync')).toEqual([]);
+    const [missed] = await query(`sum(queue_schedule_missed_total{queue_schedule_name="nightly-billing"})`);
+    expect(Number(missed!.value[1])).toBeGreaterThanOrEqual(9);
+    expect(Number(missed!.value[1])).toBeLessThanOrEqual(10);
+    const [demoLag] = await query('sum(queue_schedule_lag_sum{queue_schedule_name="billing-sync"}) / sum(queue_schedule_lag_count{queue_schedule_name="billing-sync"})');
+    console.log(`prometheus e2e: the demo's billing-sync scheduler runs ${Number(demoLag!.value[1]).toFixed(2)} s late on average; graphile-worker missed ${missed!.value[1]} minutes`);
+    expect(Number(demoLag!.value[1])).toBeGreaterThan(0.5);
+
+    // "Has not run for 25 hours, ran in 3 days", on a scale a test can wait for: not for 15 s, in
+    // 10 min. graphile-worker's crontab runs once a minute; the demo's scheduler every few seconds.
+    const rules = readFileSync(RULES, 'utf8');
+    const notRun = /- alert: QueueScheduleNotRun[\s\S]*?expr: \|\n([\s\S]*?)\n\s+labels:/.exec(rules)![1]!;
+    const scaled = notRun.replaceAll('[3d]', '[10m]').replaceAll('[25h]', '[15s]').replaceAll('offset 25h', 'offset 15s');
+    let quiet: Sample[] = [];
+    await until(async () => (quiet = await query(scaled)).some((r) => r.metric.queue_schedule_name === 'nightly-billing'), 70_000, 'a minute with no crontab run for 15 s');
+    expect(quiet.map((r) => r.metric.queue_schedule_name)).not.toContain('billing-sync');
   });
 
   it('every query of the Grafana dashboard returns data', { timeout: 60_000 }, async () => {
@@ -195,4 +268,50 @@ describe.skipIf(skip)('Prometheus end to end', () => {
     expect(Number(concurrency!.value[1])).toBe(BUSY_WORKERS);
     expect(Math.abs(rate - BUSY_WORKERS) / BUSY_WORKERS).toBeLessThan(0.05);
   });
+
+  it('every query of docs/autoscaling.md returns one value, and worker saturation reads 1 when every worker is busy', async () => {
+    const queries = autoscalingQueries(readFileSync(AUTOSCALING, 'utf8'));
+    // The promql block (3), the KEDA triggers (3), the adapter's rules (3).
+    expect(queries.map((q) => q.from)).toEqual(['promql', 'promql', 'promql', 'keda', 'keda', 'keda', 'adapter', 'adapter', 'adapter']);
+    const answers: string[] = [];
+    for (const { expr } of queries) {
+      // The series here are younger than 2 minutes: a range that long would make rate() read low.
+      const run = expr.replaceAll('[2m]', `[${RATE_WINDOW_S}s]`);
+      const result = await query(run);
+      answers.push(`${result.map((r) => r.value[1]).join(', ') || '(none)'} <- ${run}`);
+      expect(result, expr).toHaveLength(1);
+      expect(Number.isFinite(Number(result[0]!.value[1])), expr).toBe(true);
+    }
+    console.log(`autoscaling queries:\n${answers.join('\n')}`);
+    const saturation = queries.find((q) => q.from === 'keda' && q.expr.includes('queue_worker_concurrency'))!.expr;
+    const [busy] = await query(saturation.replaceAll('"emails"', '"busy"').replaceAll('[2m]', `[${RATE_WINDOW_S}s]`));
+    expect(Math.abs(Number(busy!.value[1]) - 1)).toBeLessThan(0.05);
+  });
 });
+
+/**
+ * The PromQL of docs/autoscaling.md: each line of its `promql` block, each KEDA trigger's
+ * `query:`, and each prometheus-adapter `metricsQuery:` with its template filled in as the adapter
+ * does for an HPA that selects `messaging_destination_name=emails` (`namespaced: false`).
+ */
+function autoscalingQueries(markdown: string): Array<{ from: 'promql' | 'keda' | 'adapter'; expr: string }> {
+  const out: Array<{ from: 'promql' | 'keda' | 'adapter'; expr: string }> = [];
+  const unquote = (v: string) => (v.startsWith("'") ? v.slice(1, -1).replaceAll("''", "'") : v.startsWith('"') ? (JSON.parse(v) as string) : v);
+  for (const [, lang, body] of markdown.matchAll(/```(\w+)\n([\s\S]*?)```/g)) {
+    if (lang === 'promql') {
+      for (const line of body!.split('\n')) if (line.trim() !== '' && !line.trim().startsWith('#')) out.push({ from: 'promql', expr: line.trim() });
+      continue;
+    }
+    if (lang !== 'yaml') continue;
+    let series = '';
+    for (const line of body!.split('\n')) {
+      const field = /^\s*-?\s*(query|seriesQuery|metricsQuery):\s*(.+?)\s*$/.exec(line);
+      if (!field) continue;
+      const value = unquote(field[2]!);
+      if (field[1] === 'query') out.push({ from: 'keda', expr: value });
+      else if (field[1] === 'seriesQuery') series = /^[a-z_:][a-z0-9_:]*/i.exec(value)![0];
+      else out.push({ from: 'adapter', expr: value.replaceAll('<<.Series>>', series).replaceAll('<<.LabelMatchers>>', 'messaging_destination_name="emails"') });
+    }
+  }
+  return out.map((q) => ({ ...q, expr: q.expr.replaceAll('queue_job_count', JOB_COUNT) }));
+}

@@ -23,6 +23,7 @@ import { type BullStateQueue, bullStateSource } from './bull-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
+import { bullSchedule } from './schedule-facts.js';
 
 /** Bull's name for jobs added without one: such jobs have no name, and none is reported. */
 const DEFAULT_JOB_NAME = '__default__';
@@ -95,6 +96,7 @@ function attemptFacts(queue: BullQueue, job: object): AttemptFacts {
     carrier: readCarrier(readProperty(job, 'opts')),
     traced: true,
     job,
+    schedule: bullSchedule(job),
   };
 }
 

@@ -22,6 +22,7 @@ import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
+import { bullmqSchedule } from './schedule-facts.js';
 
 /** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface BullWorker {
@@ -44,11 +45,15 @@ export interface BullMQExports {
 }
 
 /**
- * Set in a flow's job metadata for jobs that have children: such a job becomes ready only when
- * its children finish, a time BullMQ does not store, so no wait time is recorded for it.
- * Not a propagation field: propagators ignore it.
+ * Set in a flow's job metadata for jobs that have children: the `traceparent`s of its children's
+ * `create` spans (comma-separated, at most MAX_CHILD_LINKS), which its `process` span links to, so
+ * a trace shows the flow's fan-out. Such a job becomes ready only when its last child finishes, a
+ * time BullMQ does not store (reading it would cost a Redis round trip per job), so no wait time
+ * is recorded for it. Not a propagation field: propagators ignore it.
  */
 const AFTER_CHILDREN = 'queue_otel_after_children';
+/** Children of a flow job its process span links to (a flow may have thousands). */
+const MAX_CHILD_LINKS = 32;
 
 /** Errors a processor throws on purpose to move its job elsewhere; the attempt did not fail. */
 const DEFERRALS: Record<string, Deferral> = {
@@ -124,8 +129,10 @@ function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
     attempt: (readNumber(job, 'attemptsMade') ?? 0) + 1,
     readyAt: readyAt(job, carrier),
     carrier,
+    links: childCarriers(carrier),
     traced: !nativeTelemetry(worker),
     job,
+    schedule: bullmqSchedule(job),
   };
 }
 
@@ -341,9 +348,25 @@ function wrapRetain(original: AnyFunction, telemetry: JobTelemetry): AnyFunction
  * (`opts.telemetry.metadata`, a JSON carrier), so either side can read what the other wrote.
  * Options that ask BullMQ to omit the context are left alone. A copy; the caller's are unchanged.
  */
-function carried<T>(opts: T, carrier: Carrier | undefined, afterChildren = false): T {
+function carried<T>(opts: T, carrier: Carrier | undefined, children?: Array<Carrier | undefined>): T {
   if (readProperty(readProperty(opts, 'telemetry'), 'omitContext')) return opts;
-  return withCarrier(opts, carrier, afterChildren ? { [AFTER_CHILDREN]: '1' } : undefined);
+  if (children === undefined) return withCarrier(opts, carrier);
+  const creations = new Set<string>();
+  for (const child of children) {
+    const traceparent = child?.traceparent;
+    if (typeof traceparent === 'string' && creations.size < MAX_CHILD_LINKS) creations.add(traceparent);
+  }
+  return withCarrier(opts, carrier, { [AFTER_CHILDREN]: [...creations].join(',') || '1' });
+}
+
+/** The carriers of a flow job's children's creation, from its metadata (see AFTER_CHILDREN). */
+function childCarriers(carrier: Record<string, unknown> | undefined): Carrier[] | undefined {
+  const list = carrier?.[AFTER_CHILDREN];
+  if (typeof list !== 'string' || list === '1') return undefined;
+  return list
+    .split(',', MAX_CHILD_LINKS)
+    .filter((traceparent) => traceparent !== '')
+    .map((traceparent) => ({ traceparent }));
 }
 
 type HookJob = { name: string; data?: unknown; opts?: unknown };
@@ -443,16 +466,18 @@ function wrapFlowAdd(original: AnyFunction, telemetry: JobTelemetry, bulk: boole
         };
       },
       (carrierFor) => {
+        // Depth first, the order `nodes` has: a node's index is known before its children's.
         let index = 0;
         const copy = (node: FlowNode): FlowNode => {
           const i = index++;
           const children = readProperty(node, 'children');
-          const hasChildren = Array.isArray(children) && children.length > 0;
-          return {
-            ...node,
-            opts: carried(readProperty(node, 'opts'), carrierFor(i), hasChildren),
-            ...(Array.isArray(children) ? { children: children.map((child) => copy(child as FlowNode)) } : {}),
-          };
+          if (!Array.isArray(children) || children.length === 0) return { ...node, opts: carried(readProperty(node, 'opts'), carrierFor(i)) };
+          const childStarts: number[] = [];
+          const copies = children.map((child) => {
+            childStarts.push(index);
+            return copy(child as FlowNode);
+          });
+          return { ...node, opts: carried(readProperty(node, 'opts'), carrierFor(i), childStarts.map((c) => carrierFor(c))), children: copies };
         };
         try {
           args[0] = bulk ? (roots as FlowNode[]).map(copy) : copy((roots as FlowNode[])[0] as FlowNode);

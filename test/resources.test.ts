@@ -197,10 +197,11 @@ describe('sandboxed processors: usage read from the parent', () => {
       const cpu = Number(span!.attributes['queue.job.cpu.time']);
       // The job spins 400 ms. The sandbox measures its own CPU inside the processor; ours runs
       // from handing the job over to its result, so it also holds the sandbox's own handling of
-      // the job (measured up to 0.11 s more on a loaded machine) and 10 ms clock ticks.
+      // the job (measured up to 0.11 s more on a quiet machine, 0.20 s at a load average of 12 on
+      // 2 cores) and 10 ms clock ticks.
       expect(cpu).toBeGreaterThan(0.34);
       expect(cpu - self.cpuMs / 1000).toBeGreaterThan(-0.05);
-      expect(cpu - self.cpuMs / 1000).toBeLessThan(0.2);
+      expect(cpu - self.cpuMs / 1000).toBeLessThan(0.3);
       const peak = Number(span!.attributes['queue.job.memory.peak']);
       // A thread's figure is its V8 heap, a process's its resident set: compare with the same. The
       // heap includes garbage not yet collected, and the two sides sample at different moments

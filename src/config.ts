@@ -62,8 +62,20 @@ export interface QueueInstrumentationConfig extends InstrumentationConfig {
    * the queue's store; others report nothing for it. Default true. False: every process reports.
    */
   queueStateLeader?: boolean;
-  /** Queues to report state for besides those this process creates a Queue, Worker or QueueEvents for. */
-  queues?: string[];
+  /**
+   * Queues to report state for besides those this process creates a Queue, Worker or QueueEvents
+   * for: a name, or `{ name, prefix }` with the queue's key prefix (BullMQ and Bull `prefix`,
+   * Bee-Queue `prefix`; pg-boss: its schema). A queue listed by name alone is looked for under the
+   * prefixes (and connections) this process's own queues use, and read only where it is found.
+   */
+  queues?: Array<string | QueueEntry>;
+}
+
+/** A queue listed in the `queues` option. */
+export interface QueueEntry {
+  name: string;
+  /** The queue's key prefix (pg-boss: its schema); unset: looked for among those in use. */
+  prefix?: string;
 }
 
 /** Options of {@link BullMQInstrumentation}. */
@@ -82,7 +94,7 @@ export interface ResolvedConfig {
   queueStateInterval: number;
   queueStateTimeout: number;
   queueStateLeader: boolean;
-  queues: readonly string[];
+  queues: readonly QueueEntry[];
 }
 
 export const DEFAULTS = {
@@ -106,8 +118,15 @@ const isPositiveInteger: Check = (v) =>
 
 const isMilliseconds: Check = (v) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1 ? undefined : 'a whole number of milliseconds >= 1';
+const isQueueEntry = (q: unknown): boolean =>
+  (typeof q === 'string' && q !== '') ||
+  (q !== null &&
+    typeof q === 'object' &&
+    typeof (q as QueueEntry).name === 'string' &&
+    (q as QueueEntry).name !== '' &&
+    ((q as QueueEntry).prefix === undefined || typeof (q as QueueEntry).prefix === 'string'));
 const isQueueList: Check = (v) =>
-  Array.isArray(v) && v.every((q) => typeof q === 'string' && q !== '') ? undefined : 'an array of queue names';
+  Array.isArray(v) && v.every(isQueueEntry) ? undefined : 'an array of queue names or { name, prefix } objects';
 
 const CHECKS: Record<keyof QueueInstrumentationConfig, Check> = {
   enabled: isBoolean,
@@ -159,7 +178,7 @@ export function resolveConfig(config: unknown = {}): ResolvedConfig {
     queueStateInterval: c.queueStateInterval ?? DEFAULTS.queueStateInterval,
     queueStateTimeout: c.queueStateTimeout ?? DEFAULTS.queueStateTimeout,
     queueStateLeader: c.queueStateLeader ?? DEFAULTS.queueStateLeader,
-    queues: [...(c.queues ?? [])],
+    queues: (c.queues ?? []).map((q) => (typeof q === 'string' ? { name: q } : { name: q.name, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) })),
   };
 }
 

@@ -17,7 +17,8 @@
  */
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
-import { type BeeStateQueue, beeQueueStateSource } from './bee-queue-state.js';
+import { type BeeRedisLike, type BeeStateQueue, beePlace, beeQueueExists, beeQueueStateSource } from './bee-queue-state.js';
+import { type RedisPlace, locator } from './redis-lease.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
@@ -179,12 +180,19 @@ function wrapClose(original: AnyFunction): AnyFunction {
 /** The Bee-Queue queues of this process per name, whose connections state reads use. */
 const holders = new QueueHolders<BeeStateQueue>((queue) => !queue._isClosed);
 
+/** The places (connection, prefix) of every open queue of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<BeeRedisLike>>> {
+  return holders.allOpen().flatMap((queue) => beePlace(queue) ?? []);
+}
+
 function watch(queue: BeeStateQueue | undefined, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
   holders.add(queue.name, queue);
-  telemetry.watchQueue(queue.name, () => beeQueueStateSource(() => holders.open(queue.name), queue.name));
-  for (const name of telemetry.config.queues) {
-    telemetry.watchQueue(name, () => beeQueueStateSource(() => holders.open(name, true), name));
+  const name = queue.name;
+  telemetry.watchQueue(name, () => beeQueueStateSource(name, locator(name, undefined, () => beePlace(holders.open(name)), allPlaces, async () => true)));
+  for (const entry of telemetry.config.queues) {
+    const exists = (place: RedisPlace<BeeRedisLike>) => beeQueueExists(place, entry.name);
+    telemetry.watchQueue(entry.name, () => beeQueueStateSource(entry.name, locator(entry.name, entry, () => beePlace(holders.open(entry.name)), allPlaces, exists)));
   }
 }
 

@@ -15,7 +15,8 @@
  */
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
-import { type BullStateQueue, bullStateSource } from './bull-state.js';
+import { type BullRedisLike, type BullStateQueue, bullPlace, bullQueueExists, bullStateSource } from './bull-state.js';
+import { type RedisPlace, locator } from './redis-lease.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
@@ -196,12 +197,19 @@ function readyAt(job: BullJob): number | undefined {
 /** The Bull queues of this process per name, whose connections state reads use. */
 const holders = new QueueHolders<BullStateQueue>((queue) => !queue.closing);
 
+/** The places (connection, prefix) of every open queue of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<BullRedisLike>>> {
+  return holders.allOpen().flatMap((queue) => bullPlace(queue) ?? []);
+}
+
 function watch(queue: BullStateQueue, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
   holders.add(queue.name, queue);
-  telemetry.watchQueue(queue.name, () => bullStateSource(() => holders.open(queue.name), queue.name));
-  for (const name of telemetry.config.queues) {
-    telemetry.watchQueue(name, () => bullStateSource(() => holders.open(name, true), name));
+  const name = queue.name;
+  telemetry.watchQueue(name, () => bullStateSource(name, locator(name, undefined, () => bullPlace(holders.open(name)), allPlaces, async () => true)));
+  for (const entry of telemetry.config.queues) {
+    const exists = (place: RedisPlace<BullRedisLike>) => bullQueueExists(place, entry.name);
+    telemetry.watchQueue(entry.name, () => bullStateSource(entry.name, locator(entry.name, entry, () => bullPlace(holders.open(entry.name)), allPlaces, exists)));
   }
 }
 

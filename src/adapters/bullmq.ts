@@ -18,7 +18,9 @@ import type { Carrier } from '../core/sends.js';
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type TelemetryOptions, readCarrier } from './carrier.js';
-import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
+import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
+import { QueueHolders } from './holders.js';
+import { type RedisPlace, locator } from './redis-lease.js';
 import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
 /** The parts of BullMQ's classes this adapter reads; structural, so bullmq 5 and 6 both fit. */
@@ -181,37 +183,39 @@ function wrapCallProcessJob(original: AnyFunction, telemetry: QueueTelemetry): A
 }
 
 /** The BullMQ objects of this process per queue name, whose connections state reads can use. */
-const holders = new Map<string, Set<BullQueueObject>>();
+const holders = new QueueHolders<BullQueueObject>((object) => !object.closing);
 
-/** An open object of `queue` (closed ones are dropped), or of any queue when `anyQueue`. */
-function openHolder(queue: string, anyQueue = false): BullQueueObject | undefined {
-  const names = anyQueue ? [queue, ...holders.keys()] : [queue];
-  for (const name of names) {
-    const objects = holders.get(name);
-    if (objects === undefined) continue;
-    for (const object of objects) {
-      if (!object.closing) return object;
-      objects.delete(object);
-    }
-    if (objects.size === 0) holders.delete(name);
+/** The connection and prefix of an open object of `queue`, if it has a Redis connection. */
+async function ownPlace(queue: string): Promise<RedisPlace<RedisLike> | undefined> {
+  const object = holders.open(queue);
+  const client = object === undefined ? undefined : clientOf(object);
+  return client === undefined ? undefined : { client: await client, prefix: prefixOf(object!) };
+}
+
+/** The places (connection, prefix) of every open object of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<RedisLike>>> {
+  const places: Array<RedisPlace<RedisLike>> = [];
+  for (const object of holders.allOpen()) {
+    const client = clientOf(object);
+    if (client !== undefined) places.push({ client: await client, prefix: prefixOf(object) });
   }
-  return undefined;
+  return places;
 }
 
 /**
  * Starts reading the state of the queue an object points at (and of the queues listed in the
- * options, through any open object's connection). Called where Queue, Worker and QueueEvents
- * start working: add, run. After the first call for a queue it costs a map lookup.
+ * options, where they are found). Called where Queue, Worker and QueueEvents start working: add,
+ * run. After the first call for a queue it costs a map lookup.
  */
 function watch(object: unknown, telemetry: QueueTelemetry): void {
   const o = object as BullQueueObject;
   if (typeof o?.name !== 'string' || !telemetry.config.queueState) return;
-  let objects = holders.get(o.name);
-  if (objects === undefined) holders.set(o.name, (objects = new Set()));
-  objects.add(o);
-  telemetry.watchQueue(o.name, () => bullmqStateSource(() => openHolder(o.name), o.name));
-  for (const queue of telemetry.config.queues) {
-    telemetry.watchQueue(queue, () => bullmqStateSource(() => openHolder(queue, true), queue));
+  holders.add(o.name, o);
+  const name = o.name;
+  telemetry.watchQueue(name, () => bullmqStateSource(name, locator(name, undefined, () => ownPlace(name), allPlaces, async () => true)));
+  for (const entry of telemetry.config.queues) {
+    const exists = (place: RedisPlace<RedisLike>) => bullmqQueueExists(place, entry.name);
+    telemetry.watchQueue(entry.name, () => bullmqStateSource(entry.name, locator(entry.name, entry, () => ownPlace(entry.name), allPlaces, exists)));
   }
 }
 

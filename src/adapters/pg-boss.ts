@@ -24,7 +24,7 @@ import type { Attempt, AttemptEnd, AttemptFacts } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
-import { type PgBossDb, pgBossStateSource } from './pg-boss-state.js';
+import { type PgBossDb, type PgBossPlace, pgBossStateSource } from './pg-boss-state.js';
 
 interface PgBossJob {
   id?: string;
@@ -261,16 +261,30 @@ function stripMetadata(job: PgBossJob): void {
 /** The PgBoss instances of this process per queue, whose database state reads use. */
 const holders = new QueueHolders<PgBoss>((boss) => !infoOf(boss).stopped);
 
+const placeOf = (boss: PgBoss): PgBossPlace => ({ db: boss.getDb(), schema: infoOf(boss).schema });
+
 function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
   if (!telemetry.config.queueState) return;
   holders.add(queue, boss);
-  const source = (name: string, any: boolean) => () =>
-    pgBossStateSource(() => {
-      const holder = holders.open(name, any);
-      return holder === undefined ? undefined : { db: holder.getDb(), schema: infoOf(holder).schema };
-    }, name);
-  telemetry.watchQueue(queue, source(queue, false));
-  for (const name of telemetry.config.queues) telemetry.watchQueue(name, source(name, true));
+  const own = (name: string) => {
+    const holder = holders.open(name);
+    return holder === undefined ? [] : [placeOf(holder)];
+  };
+  telemetry.watchQueue(queue, () => pgBossStateSource(queue, () => own(queue), false));
+  for (const { name, prefix } of telemetry.config.queues) {
+    // Listed: its own instance if this process uses the queue; else the instances open here, in
+    // its schema when given, each looked in when not.
+    const places = () => {
+      const mine = own(name);
+      if (mine.length > 0) return mine;
+      const all: PgBossPlace[] = [];
+      for (const place of holders.allOpen().map(placeOf)) {
+        if (!all.some((p) => p.db === place.db && p.schema === place.schema)) all.push(place);
+      }
+      return prefix === undefined ? all : all.filter((p) => p.schema === prefix).slice(0, 1);
+    };
+    telemetry.watchQueue(name, () => pgBossStateSource(name, places, prefix === undefined));
+  }
 }
 
 // ---- producer ---------------------------------------------------------------------------------

@@ -29,14 +29,46 @@ export interface QueueStateReading {
   hasOldest?: boolean;
   /** The same for `queue.failed.oldest.age`. Default true. */
   hasFailedOldest?: boolean;
+  /** Something the user should know about how this queue is read (estimates, say): warned once. */
+  notice?: string;
+}
+
+/** Another process holds the queue's lease. */
+export interface LeaseHeld {
+  kind: 'held';
+  /** Milliseconds until the holder's lease runs out, when the store tells: the next try is then. */
+  retryInMs?: number;
+}
+
+/** The queue cannot be read truthfully here; `reason` is warned once and nothing is reported. */
+export interface StateUnavailable {
+  kind: 'unavailable';
+  reason: string;
 }
 
 /**
- * Reads one queue, if this process holds the queue's lease; resolves `undefined` when another
- * process holds it, and `null` when this process no longer has the queue open (it is forgotten).
+ * What a read gives: a reading (this process holds the lease, or no lease is used), `LeaseHeld`
+ * (or `undefined`) when another process holds it, `StateUnavailable`, or `null` when this process
+ * no longer has the queue open (it is forgotten until it is used again).
  */
+export type QueueStateResult = QueueStateReading | LeaseHeld | StateUnavailable | undefined | null;
+
+/** What a read is asked. */
+export interface StateReadRequest {
+  /** This process's lease owner id. */
+  owner: string;
+  /** How long a lease taken or renewed now lasts; 0: no lease, every process reads. */
+  leaseMs: number;
+  /** The store stops the read after this long where it can (PostgreSQL's statement_timeout). */
+  timeoutMs: number;
+  intervalMs: number;
+}
+
+/** Reads one queue's state from its store. */
 export interface QueueStateSource {
-  read(owner: string, leaseMs: number): Promise<QueueStateReading | undefined | null>;
+  read(request: StateReadRequest): Promise<QueueStateResult>;
+  /** Gives up this process's lease, if it holds it: it stops reading the queue. */
+  release?(owner: string): Promise<unknown> | void;
 }
 
 export interface QueueStatsOptions {
@@ -55,17 +87,26 @@ export interface QueueStateReport {
 }
 
 interface Entry {
+  queue: string;
   source: QueueStateSource;
   attributes: Attributes;
   stateAttributes: Record<JobState, Attributes>;
   reading: QueueStateReading | undefined;
   readAt: number;
-  lastAttempt: number;
+  /** When the next read is due (epoch ms). */
+  nextAt: number;
+  /** Reads made so far. */
+  reads: number;
+  /** Waiting for a read slot, or reading. */
   inFlight: boolean;
   /** This process has held the lease: once it loses it, it reports zeros, not stale values. */
   wasLeader: boolean;
   leader: boolean;
   failing: boolean;
+  /** Why the queue cannot be read, once warned. */
+  unavailable: string | undefined;
+  /** The reading's notice, once warned. */
+  notice: string | undefined;
   /** The next read, while collections keep happening. */
   timer: NodeJS.Timeout | undefined;
 }
@@ -82,20 +123,44 @@ function zerosLike(reading: QueueStateReading | undefined): Partial<Record<JobSt
 
 /** Reads stop when no collection has happened for this long (a reader shut down); the next resumes them. */
 const IDLE_MS = 10 * 60_000;
+/** Reads of one process in flight at once: a burst of queues (500 at startup) waits its turn. */
+export const MAX_CONCURRENT_READS = 8;
+/** Queues whose failures are warned one by one; beyond, one summary. */
+const WARNED_FAILURES = 3;
+
+/**
+ * How long a lease lasts: one interval, plus a margin for a holder whose next read runs late (the
+ * read timeout, at least a quarter interval). A holder renews every interval; when it dies, the
+ * lease runs out within about one interval and a margin, and the others try right then.
+ */
+export function leaseMs(intervalMs: number, timeoutMs: number): number {
+  return intervalMs + Math.max(timeoutMs, Math.round(intervalMs / 4));
+}
+
+const isReading = (r: QueueStateResult): r is QueueStateReading => r != null && !('kind' in r);
 
 /**
  * Queue depth by state and the oldest ages, read at most once per interval per queue however
  * many collections happen, by one process of the cluster (the lease holder), never blocking a
  * collection. Reads run on a timer, once per interval per queue, while collections keep
  * happening: a collection reports the latest reading, at most one interval old, and never waits
- * for Redis. (Reading when a collection finds the values due, and reporting at the next one,
- * would show every scrape the state of the previous scrape.) A read that fails or times out
- * leaves the state metrics out (not zero) until one succeeds.
+ * for the store. A read that fails or times out leaves the state metrics out (not zero) until one
+ * succeeds.
+ *
+ * Timing: the holder reads every interval; a process that does not hold the lease tries again when
+ * the store says the lease runs out (Redis), or at a random point of the next interval (PostgreSQL,
+ * whose lock is released as soon as its holder's connection dies), so the survivors of a dead holder
+ * are not in step and one of them takes over within about one interval. A queue's reads after its
+ * first are spread over half an interval, so many queues watched at once are not read in bursts;
+ * at most {@link MAX_CONCURRENT_READS} reads run at once, and a read's timeout starts when it starts.
  */
 export class QueueStats {
   private readonly entries = new Map<string, Entry>();
   readonly owner = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   private lastCollectAt = -Infinity;
+  private readonly waiting: Entry[] = [];
+  private running = 0;
+  private failureSummaryWarned = false;
 
   constructor(
     private readonly options: () => QueueStatsOptions,
@@ -108,20 +173,24 @@ export class QueueStats {
     const stateAttributes = {} as Record<JobState, Attributes>;
     for (const state of JOB_STATES) stateAttributes[state] = { ...base, [ATTR_QUEUE_JOB_STATE]: state };
     const entry: Entry = {
+      queue,
       source,
       attributes: base,
       stateAttributes,
       reading: undefined,
       readAt: 0,
-      lastAttempt: 0,
+      nextAt: Date.now(),
+      reads: 0,
       inFlight: false,
       wasLeader: false,
       leader: false,
       failing: false,
+      unavailable: undefined,
+      notice: undefined,
       timer: undefined,
     };
     this.entries.set(queue, entry);
-    this.refresh(queue, entry, Date.now()); // so the first collection has values
+    this.enqueue(entry); // so the first collection has values
   }
 
   has(queue: string): boolean {
@@ -134,9 +203,9 @@ export class QueueStats {
     this.lastCollectAt = now;
     const { intervalMs } = this.options();
     const reports: QueueStateReport[] = [];
-    for (const [queue, entry] of this.entries) {
-      if (now - entry.lastAttempt >= intervalMs) this.refresh(queue, entry, now);
-      else this.schedule(queue, entry, entry.lastAttempt + intervalMs - now);
+    for (const entry of this.entries.values()) {
+      if (now >= entry.nextAt) this.enqueue(entry);
+      else this.schedule(entry, entry.nextAt - now);
       if (!entry.leader) {
         // Another process reports this queue. If this one did before, zeros replace its last
         // values, which the SDK would otherwise keep exporting and sums would count twice.
@@ -144,7 +213,7 @@ export class QueueStats {
         continue;
       }
       const reading = entry.reading;
-      // Redis slow or gone: leave the state out rather than report numbers that are not true now.
+      // Store slow or gone: leave the state out rather than report numbers that are not true now.
       if (reading === undefined || now - entry.readAt > 3 * intervalMs) continue;
       reports.push(this.report(entry, reading.counts, reading.oldestReadyAt, reading.oldestFailedAt, now, reading));
     }
@@ -178,11 +247,12 @@ export class QueueStats {
     };
   }
 
-  /** Stops the reads (the instrumentation is disabled); the next collection resumes them. */
+  /** Stops the reads and gives up the leases (the instrumentation is disabled); the next collection resumes them. */
   stop(): void {
     for (const entry of this.entries.values()) {
       clearTimeout(entry.timer);
       entry.timer = undefined;
+      this.release(entry);
     }
   }
 
@@ -191,63 +261,129 @@ export class QueueStats {
     return now - this.lastCollectAt < Math.max(IDLE_MS, 4 * this.options().intervalMs);
   }
 
-  /** Reads `queue` again in `delayMs`, unless a read is already scheduled. */
-  private schedule(queue: string, entry: Entry, delayMs: number): void {
+  /** Reads `entry` again in `delayMs`, unless a read is already scheduled. */
+  private schedule(entry: Entry, delayMs: number): void {
     if (entry.timer !== undefined) return;
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
-      const now = Date.now();
-      if (this.entries.get(queue) === entry && this.collecting(now)) this.refresh(queue, entry, now);
-    }, delayMs);
+      if (this.entries.get(entry.queue) !== entry) return;
+      if (this.collecting(Date.now())) this.enqueue(entry);
+      else this.release(entry); // nobody collects: let a process that does take the lease
+    }, Math.max(0, delayMs));
     entry.timer.unref();
   }
 
-  private refresh(queue: string, entry: Entry, now: number): void {
+  private release(entry: Entry): void {
+    if (!entry.leader) return;
+    entry.leader = false;
+    try {
+      void Promise.resolve(entry.source.release?.(this.owner)).catch(() => {});
+    } catch {
+      // a source that cannot release lets its lease run out
+    }
+  }
+
+  /** Queues a read of `entry` (at most one per queue is waiting or running). */
+  private enqueue(entry: Entry): void {
     if (entry.inFlight) return;
-    const { intervalMs, timeoutMs, leader } = this.options();
     entry.inFlight = true;
-    entry.lastAttempt = now;
-    if (this.collecting(now)) this.schedule(queue, entry, intervalMs);
-    // The lease outlives two intervals, so a holder that dies is replaced within about two.
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    this.waiting.push(entry);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.running < MAX_CONCURRENT_READS && this.waiting.length > 0) {
+      const entry = this.waiting.shift()!;
+      this.running++;
+      this.readNow(entry).finally(() => {
+        this.running--;
+        entry.inFlight = false;
+        this.drain();
+      });
+    }
+  }
+
+  private async readNow(entry: Entry): Promise<void> {
+    const { intervalMs, timeoutMs, leader } = this.options();
+    const started = Date.now();
+    // Until the read says otherwise, the next one is an interval away.
+    entry.nextAt = started + intervalMs;
     const owner = leader ? this.owner : `${this.owner}-${Math.random()}`;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
     });
-    let read: Promise<QueueStateReading | undefined | null>;
+    let read: Promise<QueueStateResult>;
     try {
-      read = entry.source.read(owner, leader ? 2 * intervalMs + timeoutMs : 0);
+      read = entry.source.read({ owner, leaseMs: leader ? leaseMs(intervalMs, timeoutMs) : 0, timeoutMs, intervalMs });
     } catch (error) {
       read = Promise.reject(error);
     }
-    Promise.race([read, timeout])
-      .then(
-        (reading) => {
-          if (reading === null) {
-            // Closed here: stop reading it (watched again if reopened).
-            clearTimeout(entry.timer);
-            this.entries.delete(queue);
-            return;
-          }
-          entry.failing = false;
-          entry.leader = reading !== undefined;
-          if (reading !== undefined) {
-            entry.wasLeader = true;
-            entry.reading = reading;
-            entry.readAt = Date.now();
-          }
-        },
-        (error: unknown) => {
-          if (!entry.failing) this.diag.warn(`queue state of "${queue}" not read; its state metrics are left out until a read succeeds`, error);
-          entry.failing = true;
-        },
-      )
-      .finally(() => {
-        clearTimeout(timer);
-        entry.inFlight = false;
-      });
     // A read that never settles (client gone) must not pin its promise chain's error.
     read.catch(() => {});
+    try {
+      const result = await Promise.race([read, timeout]);
+      if (result === null) {
+        // Closed here: stop reading it (watched again if reopened).
+        clearTimeout(entry.timer);
+        this.entries.delete(entry.queue);
+        return;
+      }
+      this.recovered(entry);
+      entry.reads++;
+      if (isReading(result)) {
+        entry.unavailable = undefined;
+        if (result.notice !== undefined && result.notice !== entry.notice) this.diag.warn(`queue state of "${entry.queue}": ${result.notice}`);
+        entry.notice = result.notice;
+        entry.leader = true;
+        entry.wasLeader = true;
+        entry.reading = result;
+        entry.readAt = Date.now();
+        // After the first read, a random phase: queues watched together are not read together.
+        entry.nextAt = started + (entry.reads === 1 ? intervalMs * (0.5 + Math.random() / 2) : intervalMs);
+      } else if (result === undefined || result.kind === 'held') {
+        entry.unavailable = undefined;
+        entry.leader = false;
+        const retryIn = result?.retryInMs;
+        // Right after the holder's lease runs out (plus a little, so survivors do not all try at
+        // once); without that, at a random point of the next interval.
+        entry.nextAt =
+          retryIn !== undefined && Number.isFinite(retryIn)
+            ? Date.now() + Math.min(2 * intervalMs, Math.max(intervalMs / 4, retryIn + Math.random() * Math.min(1_000, intervalMs / 10)))
+            : started + intervalMs * (0.5 + Math.random() / 2);
+      } else {
+        entry.leader = false;
+        if (entry.unavailable !== result.reason) this.diag.warn(`queue state of "${entry.queue}" is not reported: ${result.reason}`);
+        entry.unavailable = result.reason;
+      }
+    } catch (error) {
+      this.failed(entry, error);
+    } finally {
+      clearTimeout(timer);
+      if (this.entries.get(entry.queue) === entry && this.collecting(Date.now())) this.schedule(entry, entry.nextAt - Date.now());
+    }
+  }
+
+  private failed(entry: Entry, error: unknown): void {
+    if (entry.failing) return;
+    entry.failing = true;
+    let failing = 0;
+    for (const e of this.entries.values()) if (e.failing) failing++;
+    if (failing <= WARNED_FAILURES) {
+      this.diag.warn(`queue state of "${entry.queue}" not read; its state metrics are left out until a read succeeds`, error);
+    } else if (!this.failureSummaryWarned) {
+      this.failureSummaryWarned = true;
+      this.diag.warn(`queue state of more queues not read (${failing} so far); their state metrics are left out until reads succeed`);
+    }
+  }
+
+  private recovered(entry: Entry): void {
+    if (!entry.failing) return;
+    entry.failing = false;
+    for (const e of this.entries.values()) if (e.failing) return;
+    this.failureSummaryWarned = false;
   }
 }

@@ -19,7 +19,7 @@
  *   `now() + exp(least(attempts, 10))` seconds, which the read undoes.
  */
 import type { QueueStateResult, QueueStateSource } from '../core/queue-stats.js';
-import { PLAIN_IDENTIFIER, type PgConnectionSpec, type PgClientLike, stateSession } from './pg-lease.js';
+import { PLAIN_IDENTIFIER, type PgClientLike, type PgConnectionSpec, type StateSession, stateSession } from './pg-lease.js';
 
 /** graphile-worker's `withPgClient`: runs a callback with a pooled client. */
 export type WithPgClient = <T>(callback: (client: PgClientLike) => Promise<T>) => Promise<T>;
@@ -52,7 +52,8 @@ function oldestByGroup(table: string, where: string, group: string, value: (alia
       WHERE g.v IS NOT NULL)`;
 }
 
-function readSql(schema: string): string {
+/** The read's first SELECT (exported for bench/state.mjs). */
+export function graphileReadSql(schema: string): string {
   const table = `${schema}._private_jobs`;
   return `SELECT b.*,
     ${oldestByGroup(table, AVAILABLE, 'priority', (j) => `${j}.run_at`, true)} AS ready_probe,
@@ -69,7 +70,7 @@ function readSql(schema: string): string {
 }
 
 /** Statements for a large table: the planner's estimates, and what the opt-in indexes give exactly. */
-function largeSql(schema: string, lockedIndex: boolean, failedIndex: boolean): string {
+export function graphileLargeSql(schema: string, lockedIndex: boolean, failedIndex: boolean): string {
   const table = `${schema}._private_jobs`;
   const estimate = (where: string) => `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${table} j WHERE ${where};`;
   const capped = (where: string) => `(SELECT count(*) FROM (SELECT 1 FROM ${table} j WHERE ${where} LIMIT ${EXACT_UP_TO + 1}) c)`;
@@ -118,6 +119,8 @@ const NOTICE = `holds more than ${EXACT_UP_TO} jobs: its counts are PostgreSQL's
  * WorkerUtils) of this process. Resolves `null` when none is left running.
  */
 export function graphileStateSource(holder: () => WithPgClient | undefined, schema: string): QueueStateSource {
+  /** The session this process took the schema's lease on, to give it up there. */
+  let leased: StateSession | undefined;
   const session = async () => {
     const withPgClient = holder();
     if (withPgClient === undefined) return null;
@@ -131,7 +134,8 @@ export function graphileStateSource(holder: () => WithPgClient | undefined, sche
       if (s === null) return null;
       if (s === undefined) return { kind: 'unavailable', reason: 'the connection settings of graphile-worker\'s pool cannot be read' };
       const idleMs = Math.max(60_000, 4 * intervalMs);
-      const result = await s.read({ schema, queue: schema, owner, leaseMs, timeoutMs, idleMs, select: () => readSql(schema) });
+      if (leaseMs > 0) leased = s;
+      const result = await s.read({ schema, queue: schema, owner, leaseMs, timeoutMs, idleMs, select: () => graphileReadSql(schema) });
       if (result.kind !== 'row') return result;
       const row = result.row;
       const n = (v: unknown) => Number(v ?? 0);
@@ -145,7 +149,7 @@ export function graphileStateSource(holder: () => WithPgClient | undefined, sche
       }
       const lockedIndex = row.has_locked_index === true;
       const failedIndex = row.has_failed_index === true;
-      const results = await s.statements(largeSql(schema, lockedIndex, failedIndex), timeoutMs, idleMs);
+      const results = await s.statements(graphileLargeSql(schema, lockedIndex, failedIndex), timeoutMs, idleMs);
       const exact = results[3]?.rows[0] ?? {};
       const counted = (v: unknown, estimate: number | undefined) => (v === null || v === undefined || n(v) > EXACT_UP_TO ? estimate : n(v));
       const counts: Record<string, number | undefined> = {
@@ -166,7 +170,8 @@ export function graphileStateSource(holder: () => WithPgClient | undefined, sche
       };
     },
     async release() {
-      const s = await session().catch(() => undefined);
+      const s = leased;
+      leased = undefined;
       await s?.release(schema, schema);
     },
   };

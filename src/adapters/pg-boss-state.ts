@@ -35,7 +35,8 @@ export interface PgBossDb {
 /** How many index entries the oldest-failed reads look at, at most. */
 export const FAILED_PROBE = 1_000;
 
-function readSql(schema: string, queue: string): string {
+/** The read's SELECT for queue `queue` (a quoted literal) of `schema` (exported for bench/state.mjs). */
+export function pgBossReadSql(schema: string, queue: string): string {
   const job = `${schema}.job`;
   const ms = (t: string) => `floor(extract(epoch FROM ${t}) * 1000)`;
   const firstOf = (state: string) =>
@@ -72,6 +73,8 @@ export function connectionOf(db: PgBossDb): PgConnectionSpec | undefined {
  */
 export function pgBossStateSource(queue: string, places: () => PgBossPlace[], listed: boolean): QueueStateSource {
   let found: PgBossPlace | undefined;
+  /** Where this process took the queue's lease, to give it up there. */
+  let leased: { session: ReturnType<typeof stateSession>; schema: string } | undefined;
   const placeOf = (): PgBossPlace | null => {
     const all = places();
     if (all.length === 0) return null;
@@ -84,14 +87,16 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
       return { kind: 'unavailable' as const, reason: "pg-boss runs on a database adapter of the application's own (the `db` option); queue-otel reads state through a connection of its own made from pg-boss's connection settings" };
     }
     if (!PLAIN_IDENTIFIER.test(place.schema)) return { kind: 'unavailable' as const, reason: `schema "${place.schema}" is not a plain identifier` };
-    return stateSession(spec).read({
+    const session = stateSession(spec);
+    if (leaseMs > 0) leased = { session, schema: place.schema };
+    return session.read({
       schema: place.schema,
       queue,
       owner,
       leaseMs,
       timeoutMs,
       idleMs: Math.max(60_000, 4 * intervalMs),
-      select: (literal) => readSql(place.schema, literal(queue)),
+      select: (literal) => pgBossReadSql(place.schema, literal(queue)),
     });
   };
   return {
@@ -135,9 +140,9 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
       };
     },
     async release() {
-      const place = placeOf();
-      const spec = place === null ? undefined : connectionOf(place.db);
-      if (place !== null && spec !== undefined) await stateSession(spec).release(place.schema, queue);
+      const where = leased;
+      leased = undefined;
+      await where?.session.release(where.schema, queue);
     },
   };
 }

@@ -98,6 +98,8 @@ class StateSession {
   /** Per schema: whether the opt-in lease table exists (looked up once per session). */
   private readonly tableLease = new Map<string, Promise<boolean>>();
   private idleTimer: NodeJS.Timeout | undefined;
+  /** The last query queued: the next waits for it. */
+  private tail: Promise<void> = Promise.resolve();
   /** Set once a transaction pooler is seen: nothing is read through this database any more. */
   pooled = false;
 
@@ -234,21 +236,29 @@ class StateSession {
   }
 
   /**
-   * One simple-protocol query. A query the server has not answered well after its own timeout
-   * means the connection is gone (a network black hole): it is closed, and later reads reconnect.
+   * One simple-protocol query, after the session's previous ones (a pg client runs one at a time).
+   * A query the server has not answered well after its own timeout means the connection is gone
+   * (a network black hole): it is closed, and later reads reconnect.
    */
-  private async run(client: PgClientLike, text: string, timeoutMs: number): Promise<PgResultLike[]> {
-    const guard = setTimeout(() => {
-      if (this.client !== undefined) this.close();
-      client.connection?.stream?.destroy?.();
-    }, 2 * timeoutMs + 1_000);
-    guard.unref();
-    try {
-      const result = await client.query(text);
-      return Array.isArray(result) ? result : [result];
-    } finally {
-      clearTimeout(guard);
-    }
+  private run(client: PgClientLike, text: string, timeoutMs: number): Promise<PgResultLike[]> {
+    const run = this.tail.then(async () => {
+      const guard = setTimeout(() => {
+        if (this.client !== undefined) this.close();
+        client.connection?.stream?.destroy?.();
+      }, 2 * timeoutMs + 1_000);
+      guard.unref();
+      try {
+        const result = await client.query(text);
+        return Array.isArray(result) ? result : [result];
+      } finally {
+        clearTimeout(guard);
+      }
+    });
+    this.tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 }
 

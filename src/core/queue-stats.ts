@@ -327,9 +327,10 @@ export class QueueStats {
     try {
       const result = await Promise.race([read, timeout]);
       if (result === null) {
-        // Closed here: stop reading it (watched again if reopened).
+        // Closed here: stop reading it (watched again if reopened), and let another process lead.
         clearTimeout(entry.timer);
         this.entries.delete(entry.queue);
+        this.release(entry);
         return;
       }
       this.recovered(entry);

@@ -55,7 +55,7 @@ const keepAlive = setInterval(() => {}, 60_000);
 
 const admin = new pg.Client({ connectionString: URL_ });
 await admin.connect();
-const request = { owner: `bench-${tag}`, leaseMs: 20_000, timeoutMs: 10_000, intervalMs: 15_000 };
+const request = { owner: `bench-${tag}`, leaseMs: 20_000, timeoutMs: 10_000, intervalMs: 15_000, begin: async () => {} };
 const results = { pgBoss: [], graphileWorker: [] };
 
 async function timed(fn) {

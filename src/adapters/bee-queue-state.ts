@@ -7,7 +7,7 @@
  * is unordered and stores no failure time, so the oldest failed job's age is not reported.
  */
 import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey } from './redis-lease.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1, redis.call('LLEN', prefix .. 'waiting'), redis.call('LLEN', prefix .. 'active'),
@@ -72,9 +72,11 @@ export async function beeQueueExists(place: RedisPlace<BeeRedisLike>, queue: str
 export function beeQueueStateSource(queue: string, locate: () => Promise<RedisPlace<BeeRedisLike> | StateUnavailable | null>): QueueStateSource {
   let leased: { client: BeeRedisLike; key: string } | undefined;
   return {
-    async read({ owner, leaseMs }): Promise<QueueStateResult> {
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
       const place = await locate();
       if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
       const prefix = `${place.prefix}:${queue}:`;
       const key = leaseKey(prefix);
       const reply = await evalWith(place.client, SCRIPT, 2, key, prefix, owner, leaseMs);

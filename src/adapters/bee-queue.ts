@@ -18,7 +18,7 @@
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BeeRedisLike, type BeeStateQueue, beePlace, beeQueueExists, beeQueueStateSource } from './bee-queue-state.js';
-import { type RedisPlace, locator } from './redis-lease.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import type { AnyFunction, MethodPatch } from './patch.js';
@@ -188,11 +188,9 @@ async function allPlaces(): Promise<Array<RedisPlace<BeeRedisLike>>> {
 function watch(queue: BeeStateQueue | undefined, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
   holders.add(queue.name, queue);
-  const name = queue.name;
-  telemetry.watchQueue(name, () => beeQueueStateSource(name, locator(name, undefined, () => beePlace(holders.open(name)), allPlaces, async () => true)));
-  for (const entry of telemetry.config.queues) {
-    const exists = (place: RedisPlace<BeeRedisLike>) => beeQueueExists(place, entry.name);
-    telemetry.watchQueue(entry.name, () => beeQueueStateSource(entry.name, locator(entry.name, entry, () => beePlace(holders.open(entry.name)), allPlaces, exists)));
+  for (const { name, entry } of watched(queue.name, telemetry)) {
+    const exists = (place: RedisPlace<BeeRedisLike>) => beeQueueExists(place, name);
+    telemetry.watchQueue(name, () => beeQueueStateSource(name, locator(name, entry, () => beePlace(holders.open(name)), allPlaces, exists)));
   }
 }
 

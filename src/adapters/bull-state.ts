@@ -10,7 +10,7 @@
  * the lowest score of the failed set. Never a scan.
  */
 import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey } from './redis-lease.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1}
@@ -68,9 +68,11 @@ export function bullPlace(queue: BullStateQueue | undefined): RedisPlace<BullRed
 export function bullStateSource(queue: string, locate: () => Promise<RedisPlace<BullRedisLike> | StateUnavailable | null>): QueueStateSource {
   let leased: { client: BullRedisLike; key: string } | undefined;
   return {
-    async read({ owner, leaseMs }): Promise<QueueStateResult> {
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
       const place = await locate();
       if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
       const prefix = `${place.prefix}:${queue}:`;
       const key = leaseKey(prefix);
       const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;

@@ -16,7 +16,7 @@
 import type { Attempt, AttemptEnd } from '../core/attempts.js';
 import type { QueueTelemetry } from '../core/telemetry.js';
 import { type BullRedisLike, type BullStateQueue, bullPlace, bullQueueExists, bullStateSource } from './bull-state.js';
-import { type RedisPlace, locator } from './redis-lease.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
@@ -205,11 +205,9 @@ async function allPlaces(): Promise<Array<RedisPlace<BullRedisLike>>> {
 function watch(queue: BullStateQueue, telemetry: QueueTelemetry): void {
   if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
   holders.add(queue.name, queue);
-  const name = queue.name;
-  telemetry.watchQueue(name, () => bullStateSource(name, locator(name, undefined, () => bullPlace(holders.open(name)), allPlaces, async () => true)));
-  for (const entry of telemetry.config.queues) {
-    const exists = (place: RedisPlace<BullRedisLike>) => bullQueueExists(place, entry.name);
-    telemetry.watchQueue(entry.name, () => bullStateSource(entry.name, locator(entry.name, entry, () => bullPlace(holders.open(entry.name)), allPlaces, exists)));
+  for (const { name, entry } of watched(queue.name, telemetry)) {
+    const exists = (place: RedisPlace<BullRedisLike>) => bullQueueExists(place, name);
+    telemetry.watchQueue(name, () => bullStateSource(name, locator(name, entry, () => bullPlace(holders.open(name)), allPlaces, exists)));
   }
 }
 

@@ -8,7 +8,7 @@
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
 import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey } from './redis-lease.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1}
@@ -77,9 +77,11 @@ export const BULLMQ_KEYS = ['meta', 'id', 'wait', 'active', 'paused', 'delayed',
 export function bullmqStateSource(queue: string, locate: () => Promise<RedisPlace<RedisLike> | StateUnavailable | null>): QueueStateSource {
   let leased: { client: RedisLike; key: string } | undefined;
   return {
-    async read({ owner, leaseMs }): Promise<QueueStateResult> {
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
       const place = await locate();
       if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
       const prefix = `${place.prefix}:${queue}:`;
       const key = leaseKey(prefix);
       const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;

@@ -20,7 +20,7 @@ import type { QueueTelemetry } from '../core/telemetry.js';
 import { type TelemetryOptions, readCarrier } from './carrier.js';
 import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
 import { QueueHolders } from './holders.js';
-import { type RedisPlace, locator } from './redis-lease.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
 /** The parts of BullMQ's classes this adapter reads; structural, so bullmq 5 and 6 both fit. */
@@ -211,11 +211,9 @@ function watch(object: unknown, telemetry: QueueTelemetry): void {
   const o = object as BullQueueObject;
   if (typeof o?.name !== 'string' || !telemetry.config.queueState) return;
   holders.add(o.name, o);
-  const name = o.name;
-  telemetry.watchQueue(name, () => bullmqStateSource(name, locator(name, undefined, () => ownPlace(name), allPlaces, async () => true)));
-  for (const entry of telemetry.config.queues) {
-    const exists = (place: RedisPlace<RedisLike>) => bullmqQueueExists(place, entry.name);
-    telemetry.watchQueue(entry.name, () => bullmqStateSource(entry.name, locator(entry.name, entry, () => ownPlace(entry.name), allPlaces, exists)));
+  for (const { name, entry } of watched(o.name, telemetry)) {
+    const exists = (place: RedisPlace<RedisLike>) => bullmqQueueExists(place, name);
+    telemetry.watchQueue(name, () => bullmqStateSource(name, locator(name, entry, () => ownPlace(name), allPlaces, exists)));
   }
 }
 

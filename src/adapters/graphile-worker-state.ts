@@ -128,14 +128,14 @@ export function graphileStateSource(holder: () => WithPgClient | undefined, sche
     return spec === undefined ? undefined : stateSession(spec);
   };
   return {
-    async read({ owner, leaseMs, timeoutMs, intervalMs }): Promise<QueueStateResult> {
+    async read({ owner, leaseMs, timeoutMs, intervalMs, begin }): Promise<QueueStateResult> {
       if (!PLAIN_IDENTIFIER.test(schema)) return { kind: 'unavailable', reason: `schema "${schema}" is not a plain identifier` };
       const s = await session();
       if (s === null) return null;
       if (s === undefined) return { kind: 'unavailable', reason: 'the connection settings of graphile-worker\'s pool cannot be read' };
       const idleMs = Math.max(60_000, 4 * intervalMs);
       if (leaseMs > 0) leased = s;
-      const result = await s.read({ schema, queue: schema, owner, leaseMs, timeoutMs, idleMs, select: () => graphileReadSql(schema) });
+      const result = await s.read({ schema, queue: schema, owner, leaseMs, timeoutMs, idleMs, begin, select: () => graphileReadSql(schema) });
       if (result.kind !== 'row') return result;
       const row = result.row;
       const n = (v: unknown) => Number(v ?? 0);

@@ -80,7 +80,7 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
     if (all.length === 0) return null;
     return found !== undefined && all.some((p) => p.db === found!.db && p.schema === found!.schema) ? found : all[0]!;
   };
-  const read = async (place: PgBossPlace, owner: string, leaseMs: number, timeoutMs: number, intervalMs: number) => {
+  const read = async (place: PgBossPlace, owner: string, leaseMs: number, timeoutMs: number, intervalMs: number, begin: () => Promise<void>) => {
     const spec = connectionOf(place.db);
     if (spec === undefined && place.db._pgbdb === true) throw new Error('pg-boss has not opened its connection pool yet');
     if (spec === undefined) {
@@ -96,11 +96,12 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
       leaseMs,
       timeoutMs,
       idleMs: Math.max(60_000, 4 * intervalMs),
+      begin,
       select: (literal) => pgBossReadSql(place.schema, literal(queue)),
     });
   };
   return {
-    async read({ owner, leaseMs, timeoutMs, intervalMs }): Promise<QueueStateResult> {
+    async read({ owner, leaseMs, timeoutMs, intervalMs, begin }): Promise<QueueStateResult> {
       let place = placeOf();
       if (place === null) return null;
       if (listed && found === undefined) {
@@ -108,7 +109,7 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
         const all = places();
         const hits: PgBossPlace[] = [];
         for (const p of all) {
-          const probe = await read(p, owner, 0, timeoutMs, intervalMs);
+          const probe = await read(p, owner, 0, timeoutMs, intervalMs, begin);
           if (probe.kind === 'row' && probe.row.found === true) hits.push(p);
           else if (probe.kind === 'unavailable' && all.length === 1) return probe;
         }
@@ -117,7 +118,7 @@ export function pgBossStateSource(queue: string, places: () => PgBossPlace[], li
         if (new Set(hits.map((p) => p.schema)).size > 1) return { kind: 'unavailable', reason: `pg-boss queue "${queue}" exists in more than one schema (${hits.map((p) => `"${p.schema}"`).join(', ')}); list it in the \`queues\` option as { name: '${queue}', prefix: '<its schema>' }` };
         place = found = hits[0]!;
       }
-      const result = await read(place, owner, leaseMs, timeoutMs, intervalMs);
+      const result = await read(place, owner, leaseMs, timeoutMs, intervalMs, begin);
       if (result.kind !== 'row') return result;
       const row = result.row;
       if (row.found !== true) return { kind: 'unavailable', reason: `no pg-boss queue "${queue}" in schema "${place.schema}"` };

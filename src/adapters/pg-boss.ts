@@ -270,10 +270,11 @@ function watch(boss: PgBoss, queue: string, telemetry: QueueTelemetry): void {
     const holder = holders.open(name);
     return holder === undefined ? [] : [placeOf(holder)];
   };
-  telemetry.watchQueue(queue, () => pgBossStateSource(queue, () => own(queue), false));
-  for (const { name, prefix } of telemetry.config.queues) {
-    // Listed: its own instance if this process uses the queue; else the instances open here, in
-    // its schema when given, each looked in when not.
+  const listed = telemetry.config.queues;
+  if (!listed.some((e) => e.name === queue)) telemetry.watchQueue(queue, () => pgBossStateSource(queue, () => own(queue), false));
+  for (const { name, prefix } of listed) {
+    // Listed: its own instance while this process uses the queue; else the instances open here,
+    // in its schema when given, each looked in when not.
     const places = () => {
       const mine = own(name);
       if (mine.length > 0) return mine;

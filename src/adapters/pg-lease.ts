@@ -88,6 +88,8 @@ export interface LeasedRead {
   idleMs: number;
   /** The SELECT, given the session's `escapeLiteral`. It must return exactly one row. */
   select(literal: (value: string) => string): string;
+  /** Awaited once the session is connected, before the first statement (see StateReadRequest). */
+  begin(): Promise<void>;
 }
 
 /** A session of queue-otel's own to one database. */
@@ -110,6 +112,7 @@ class StateSession {
     if (this.pooled) return { kind: 'unavailable', reason: POOLER };
     this.touch(read.idleMs);
     const client = await this.connected();
+    await read.begin();
     const literal = (value: string) => client.escapeLiteral(value);
     const timeouts = timeoutsSql(read.timeoutMs);
     const select = read.select(literal);

@@ -7,7 +7,7 @@
  * empty), and in the same Redis Cluster hash slot as the queue's keys, since the only `{...}` hash
  * tag in it is the one of the queue's prefix or name.
  */
-import type { QueueEntry } from '../config.js';
+import type { QueueEntry, ResolvedConfig } from '../config.js';
 import type { LeaseHeld, StateUnavailable } from '../core/queue-stats.js';
 
 /** The lease key of the queue whose keys start with `queuePrefix` (`<prefix>:<queue>:`). */
@@ -114,4 +114,25 @@ export function locator<C>(
 ): () => Promise<RedisPlace<C> | StateUnavailable | null> {
   const find = entry === undefined ? undefined : placeFinder(queue, all, exists, entry.prefix);
   return async () => (await own()) ?? (find === undefined ? null : find());
+}
+
+/**
+ * The queues to watch when an object of `queue` starts working: that queue, and those listed in
+ * the options, each with its entry when it is listed (a listed queue whose objects close goes on
+ * being read where it is found).
+ */
+export function watched(queue: string, telemetry: { config: Pick<ResolvedConfig, 'queues'> }): Array<{ name: string; entry: QueueEntry | undefined }> {
+  const listed = telemetry.config.queues;
+  return [{ name: queue, entry: listed.find((e) => e.name === queue) }, ...listed.filter((e) => e.name !== queue).map((entry) => ({ name: entry.name, entry }))];
+}
+
+/**
+ * Resolves once a Redis client is connected (ioredis `status`, node-redis 3 `ready`), so that the
+ * time a connection takes to come up is not counted in a read's timeout.
+ */
+export async function whenReady(client: unknown): Promise<void> {
+  const c = client as { status?: unknown; ready?: unknown; once?: (event: string, listener: () => void) => unknown };
+  const waiting = (typeof c.status === 'string' && c.status !== 'ready') || c.ready === false;
+  if (!waiting || typeof c.once !== 'function') return;
+  await new Promise<void>((resolve) => c.once!('ready', () => resolve()));
 }

@@ -62,6 +62,11 @@ export interface StateReadRequest {
   /** The store stops the read after this long where it can (PostgreSQL's statement_timeout). */
   timeoutMs: number;
   intervalMs: number;
+  /**
+   * To be awaited by the source once its connection is ready, right before it queries the store:
+   * waits for one of the process's read slots, and starts the read timeout.
+   */
+  begin(): Promise<void>;
 }
 
 /** Reads one queue's state from its store. */
@@ -102,7 +107,12 @@ interface Entry {
   /** This process has held the lease: once it loses it, it reports zeros, not stale values. */
   wasLeader: boolean;
   leader: boolean;
+  /** Its failure has been warned (until a read succeeds). */
   failing: boolean;
+  /** Reads failed in a row. */
+  failures: number;
+  /** When the last read succeeded (or the queue was registered). */
+  okAt: number;
   /** Why the queue cannot be read, once warned. */
   unavailable: string | undefined;
   /** The reading's notice, once warned. */
@@ -152,13 +162,16 @@ const isReading = (r: QueueStateResult): r is QueueStateReading => r != null && 
  * whose lock is released as soon as its holder's connection dies), so the survivors of a dead holder
  * are not in step and one of them takes over within about one interval. A queue's reads after its
  * first are spread over half an interval, so many queues watched at once are not read in bursts;
- * at most {@link MAX_CONCURRENT_READS} reads run at once, and a read's timeout starts when it starts.
+ * at most {@link MAX_CONCURRENT_READS} reads run at once, and a read's timeout starts when it does,
+ * once its connection is ready and it has a slot: a process that starts hundreds of queues at once
+ * reads them all, a few at a time, instead of timing them all out while they connect.
  */
 export class QueueStats {
   private readonly entries = new Map<string, Entry>();
   readonly owner = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   private lastCollectAt = -Infinity;
-  private readonly waiting: Entry[] = [];
+  /** Reads waiting for a slot. */
+  private readonly waiting: Array<() => void> = [];
   private running = 0;
   private failureSummaryWarned = false;
 
@@ -185,6 +198,8 @@ export class QueueStats {
       wasLeader: false,
       leader: false,
       failing: false,
+      failures: 0,
+      okAt: Date.now(),
       unavailable: undefined,
       notice: undefined,
       timer: undefined,
@@ -283,26 +298,33 @@ export class QueueStats {
     }
   }
 
-  /** Queues a read of `entry` (at most one per queue is waiting or running). */
+  /** Starts a read of `entry`, unless one is under way. */
   private enqueue(entry: Entry): void {
     if (entry.inFlight) return;
     entry.inFlight = true;
     clearTimeout(entry.timer);
     entry.timer = undefined;
-    this.waiting.push(entry);
-    this.drain();
+    void this.readNow(entry).finally(() => {
+      entry.inFlight = false;
+    });
   }
 
-  private drain(): void {
-    while (this.running < MAX_CONCURRENT_READS && this.waiting.length > 0) {
-      const entry = this.waiting.shift()!;
-      this.running++;
-      this.readNow(entry).finally(() => {
-        this.running--;
-        entry.inFlight = false;
-        this.drain();
-      });
-    }
+  /** Waits for one of the {@link MAX_CONCURRENT_READS} read slots; resolves with its release. */
+  private acquire(): Promise<() => void> {
+    return new Promise((resolve) => {
+      const grant = () => {
+        this.running++;
+        let released = false;
+        resolve(() => {
+          if (released) return;
+          released = true;
+          this.running--;
+          this.waiting.shift()?.();
+        });
+      };
+      if (this.running < MAX_CONCURRENT_READS) grant();
+      else this.waiting.push(grant);
+    });
   }
 
   private async readNow(entry: Entry): Promise<void> {
@@ -311,21 +333,48 @@ export class QueueStats {
     // Until the read says otherwise, the next one is an interval away.
     entry.nextAt = started + intervalMs;
     const owner = leader ? this.owner : `${this.owner}-${Math.random()}`;
+    // Two deadlines: for the source to have a connection (a process starting hundreds of queues
+    // connects them all at once), then, once it begins and holds a read slot, the read timeout.
+    const connectMs = Math.max(intervalMs, 10 * timeoutMs);
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      timer.unref();
+    let fail!: (error: Error) => void;
+    let settled = false;
+    let releaseSlot: (() => void) | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      fail = reject;
     });
+    const arm = (ms: number, message: string) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fail(new Error(message)), ms);
+      timer.unref();
+    };
+    arm(connectMs, `no connection to read through within ${connectMs} ms`);
+    let begun = false;
+    const begin = async (): Promise<void> => {
+      if (settled) throw new Error('read abandoned');
+      if (begun) return;
+      begun = true;
+      const release = await this.acquire();
+      if (settled) {
+        release();
+        throw new Error('read abandoned');
+      }
+      releaseSlot = release;
+      arm(timeoutMs, `no answer within ${timeoutMs} ms`);
+    };
     let read: Promise<QueueStateResult>;
     try {
-      read = entry.source.read({ owner, leaseMs: leader ? leaseMs(intervalMs, timeoutMs) : 0, timeoutMs, intervalMs });
+      read = entry.source.read({ owner, leaseMs: leader ? leaseMs(intervalMs, timeoutMs) : 0, timeoutMs, intervalMs, begin });
     } catch (error) {
       read = Promise.reject(error);
     }
     // A read that never settles (client gone) must not pin its promise chain's error.
     read.catch(() => {});
     try {
-      const result = await Promise.race([read, timeout]);
+      const result = await Promise.race([read, deadline]).finally(() => {
+        settled = true;
+        releaseSlot?.();
+      });
       if (result === null) {
         // Closed here: stop reading it (watched again if reopened), and let another process lead.
         clearTimeout(entry.timer);
@@ -361,15 +410,22 @@ export class QueueStats {
         entry.unavailable = result.reason;
       }
     } catch (error) {
-      this.failed(entry, error);
+      this.failed(entry, error, intervalMs);
     } finally {
       clearTimeout(timer);
       if (this.entries.get(entry.queue) === entry && this.collecting(Date.now())) this.schedule(entry, entry.nextAt - Date.now());
     }
   }
 
-  private failed(entry: Entry, error: unknown): void {
-    if (entry.failing) return;
+  /**
+   * A read failed: it is tried again soon (after 1, 2, 4 ... seconds, at most an interval), and
+   * warned once the queue has gone an interval without a good read, so a transient failure (a
+   * process connecting hundreds of queues at startup, say) is not worth a warning.
+   */
+  private failed(entry: Entry, error: unknown, intervalMs: number): void {
+    entry.failures++;
+    entry.nextAt = Date.now() + Math.min(intervalMs, 1_000 * 2 ** (entry.failures - 1));
+    if (entry.failing || Date.now() - entry.okAt < intervalMs) return;
     entry.failing = true;
     let failing = 0;
     for (const e of this.entries.values()) if (e.failing) failing++;
@@ -382,6 +438,8 @@ export class QueueStats {
   }
 
   private recovered(entry: Entry): void {
+    entry.failures = 0;
+    entry.okAt = Date.now();
     if (!entry.failing) return;
     entry.failing = false;
     for (const e of this.entries.values()) if (e.failing) return;

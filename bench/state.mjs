@@ -26,6 +26,7 @@
 // Environment:
 //   BENCH_STATE_SIZES    comma-separated job counts (default 10000,100000,1000000)
 //   BENCH_STATE_SAMPLES  timed reads per size (default 30)
+//   BENCH_STATE_PLANS    1: also print the EXPLAIN (ANALYZE, BUFFERS) plan of each read statement per size
 //   PG_URL               the database
 //
 // The schemas are dropped at the end. Results are printed and merged into bench/last-run.json
@@ -42,7 +43,7 @@ const pg = require('pg');
 const { PgBoss } = require('pg-boss');
 const gw = require('graphile-worker');
 const { pgBossStateSource, pgBossReadSql } = require('../dist/cjs/adapters/pg-boss-state.js');
-const { graphileStateSource, graphileReadSql, LOCKED_INDEX, FAILED_INDEX } = require('../dist/cjs/adapters/graphile-worker-state.js');
+const { graphileStateSource, graphileReadSql, graphileLargeSql, LOCKED_INDEX, FAILED_INDEX } = require('../dist/cjs/adapters/graphile-worker-state.js');
 
 const URL_ = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SIZES = (process.env.BENCH_STATE_SIZES ?? '10000,100000,1000000').split(',').map(Number).filter((n) => n > 0);
@@ -70,6 +71,15 @@ async function samples(fn, n = SAMPLES, warmup = 3) {
   for (let i = 0; i < n; i++) times.push((await timed(fn)).ms);
   times.sort((a, b) => a - b);
   return { median: times[Math.floor(times.length / 2)], p95: times[Math.min(times.length - 1, Math.ceil(times.length * 0.95) - 1)] };
+}
+
+const PLANS = process.env.BENCH_STATE_PLANS === '1';
+
+/** Prints the plan of a statement (BENCH_STATE_PLANS=1). */
+async function printPlan(title, sql) {
+  if (!PLANS) return;
+  const { rows } = await admin.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`);
+  console.log(`\n--- ${title}\n${rows.map((r) => r['QUERY PLAN']).join('\n')}\n`);
 }
 
 /** Shared buffers (hit + read) and execution time of a statement, from EXPLAIN (ANALYZE, BUFFERS). */
@@ -137,6 +147,7 @@ async function benchPgBoss() {
     const read = await samples(() => source.read(request));
     const reading = await source.read(request);
     const plan = await explain(pgBossReadSql(BOSS_SCHEMA, "'bench'"));
+    await printPlan(`pg-boss read, ${size} jobs`, pgBossReadSql(BOSS_SCHEMA, "'bench'"));
     const old = await samples(() => admin.query(before), 5, 1);
     const row = {
       jobs: size,
@@ -198,10 +209,15 @@ async function benchGraphile() {
     const read = await samples(() => source.read(request));
     const reading = await source.read(request);
     const plan = await explain(graphileReadSql(GW_SCHEMA));
+    await printPlan(`graphile-worker read, ${size} jobs`, graphileReadSql(GW_SCHEMA));
     await admin.query(`CREATE INDEX ${LOCKED_INDEX} ON ${table} (locked_at) WHERE locked_at IS NOT NULL`);
     await admin.query(`CREATE INDEX ${FAILED_INDEX} ON ${table} (attempts, run_at) WHERE is_available = false AND locked_at IS NULL`);
     await admin.query(`ANALYZE ${table}`);
     const indexed = await samples(() => source.read(request));
+    if (PLANS) {
+      const [, , , exact] = graphileLargeSql(GW_SCHEMA, true, true).split('\n').join(' ').split(';');
+      await printPlan(`graphile-worker read with the opt-in indexes (their statement), ${size} jobs`, exact);
+    }
     const readingIndexed = await source.read(request);
     await admin.query(`DROP INDEX ${GW_SCHEMA}.${LOCKED_INDEX}; DROP INDEX ${GW_SCHEMA}.${FAILED_INDEX}`);
     const old = await samples(() => admin.query(before), 5, 1);

@@ -109,7 +109,6 @@ class StateSession {
 
   /** Runs a read, taking the queue's lease first when it is not held yet. */
   async read(read: LeasedRead): Promise<LeasedRow> {
-    if (this.pooled) return { kind: 'unavailable', reason: POOLER };
     this.touch(read.idleMs);
     const client = await this.connected();
     await read.begin();
@@ -134,6 +133,11 @@ class StateSession {
       if (row !== undefined) return { kind: 'row', row };
       const retryIn = Number(results[results.length - 1]?.rows[0]?.retry_in);
       return Number.isFinite(retryIn) ? { kind: 'held', retryInMs: Math.max(0, retryIn) } : { kind: 'held' };
+    }
+    // A transaction pooler was seen: only the lease table elects a reader through it.
+    if (this.pooled && read.leaseMs > 0) {
+      this.tableLease.delete(read.schema); // looked for again at the next read: it may be created meanwhile
+      return { kind: 'unavailable', reason: POOLER };
     }
     let lockedBy: number | undefined;
     if (read.leaseMs > 0) {
@@ -161,7 +165,6 @@ class StateSession {
 
   /** Runs further statements of a read (the holder's), with the same timeouts. */
   async statements(sql: string, timeoutMs: number, idleMs: number): Promise<PgResultLike[]> {
-    if (this.pooled) throw new Error(POOLER);
     this.touch(idleMs);
     const client = await this.connected();
     const results = await this.run(client, `${timeoutsSql(timeoutMs)} ${sql}`, timeoutMs);

@@ -174,6 +174,8 @@ export class QueueStats {
   private readonly waiting: Array<() => void> = [];
   private running = 0;
   private failureSummaryWarned = false;
+  /** Stopped (the instrumentation is disabled) until the next collection. */
+  private stopped = false;
 
   constructor(
     private readonly options: () => QueueStatsOptions,
@@ -216,6 +218,7 @@ export class QueueStats {
   collect(): QueueStateReport[] {
     const now = Date.now();
     this.lastCollectAt = now;
+    this.stopped = false;
     const { intervalMs } = this.options();
     const reports: QueueStateReport[] = [];
     for (const entry of this.entries.values()) {
@@ -264,6 +267,7 @@ export class QueueStats {
 
   /** Stops the reads and gives up the leases (the instrumentation is disabled); the next collection resumes them. */
   stop(): void {
+    this.stopped = true;
     for (const entry of this.entries.values()) {
       clearTimeout(entry.timer);
       entry.timer = undefined;
@@ -273,7 +277,7 @@ export class QueueStats {
 
   /** Whether a metric reader is collecting: reads for nobody would only load the queue's store. */
   private collecting(now: number): boolean {
-    return now - this.lastCollectAt < Math.max(IDLE_MS, 4 * this.options().intervalMs);
+    return !this.stopped && now - this.lastCollectAt < Math.max(IDLE_MS, 4 * this.options().intervalMs);
   }
 
   /** Reads `entry` again in `delayMs`, unless a read is already scheduled. */
@@ -413,7 +417,10 @@ export class QueueStats {
       this.failed(entry, error, intervalMs);
     } finally {
       clearTimeout(timer);
-      if (this.entries.get(entry.queue) === entry && this.collecting(Date.now())) this.schedule(entry, entry.nextAt - Date.now());
+      if (this.entries.get(entry.queue) === entry) {
+        if (this.collecting(Date.now())) this.schedule(entry, entry.nextAt - Date.now());
+        else if (this.stopped) this.release(entry); // a read that ended after stop() took the lease
+      }
     }
   }
 

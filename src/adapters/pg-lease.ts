@@ -202,7 +202,7 @@ class StateSession {
 
   private connected(): Promise<PgClientLike> {
     if (this.client !== undefined) return this.client;
-    const client = new this.spec.Client({ ...this.spec.config, application_name: 'queue-otel', keepAlive: true });
+    const client = new this.spec.Client({ ...this.spec.config, application_name: 'queue-otel', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     const ready = (async () => {
       // A connection that fails or ends later is forgotten; the next read opens a new one.
       const forget = () => {
@@ -222,6 +222,12 @@ class StateSession {
       }
       // The connection must not keep the application running.
       client.connection?.stream?.unref?.();
+      // A holder whose machine vanishes without closing its connection (power loss, a network
+      // partition) would keep its locks until the server's TCP keepalive notices, 2 hours by
+      // default on Linux: on this session's socket the server probes after 10 s of silence.
+      await client
+        .query("SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)")
+        .catch(() => {});
       return client;
     })();
     this.client = ready;

@@ -140,7 +140,7 @@ async function measure(n) {
     const attempts = new Array(n);
     const s0 = performance.now();
     for (let i = 0; i < n; i++) {
-      attempts[i] = t.attempts.start({
+      attempts[i] = t.startAttempt(() => ({
         queue: 'q' + (i % 10),
         jobName: 'job-' + (i % 100),
         jobId: String(i),
@@ -149,8 +149,8 @@ async function measure(n) {
         carrier: undefined,
         traced: false,
         job: {},
-      });
-      if (attempts[i] === undefined) throw new Error(`attempts.start returned undefined for attempt ${i}`);
+      }));
+      if (attempts[i] === undefined) throw new Error(`startAttempt returned undefined for attempt ${i}`);
     }
     const startMs = performance.now() - s0;
 
@@ -172,7 +172,7 @@ async function measure(n) {
     if (active !== n) throw new Error(`queue.job.active sums to ${active} with ${n} running attempts`);
 
     const e0 = performance.now();
-    for (const a of attempts) t.attempts.end(a, { outcome: 'completed', attemptsMade: 1 });
+    for (const a of attempts) t.endAttempt(a, { outcome: 'completed', attemptsMade: 1 });
     const endMs = performance.now() - e0;
     const after = await timedCollect(reader);
 

@@ -1,5 +1,8 @@
 import type { Span } from '@opentelemetry/api';
 import type { InstrumentationConfig } from '@opentelemetry/instrumentation';
+import type { QueueEntry } from './core/seam.js';
+
+export type { QueueEntry };
 
 /** What a `processHook` is given: the queue and the library's own job object. */
 export interface ProcessHookInfo {
@@ -49,7 +52,7 @@ export interface QueueInstrumentationConfig extends InstrumentationConfig {
    */
   jobMemory?: boolean;
   /**
-   * Report queue depth by state and the oldest ages (`queue.jobs.count`, `queue.oldest.age`,
+   * Report queue depth by state and the oldest ages (`queue.job.count`, `queue.oldest.age`,
    * `queue.failed.oldest.age`), read from the queue's store. Default true.
    */
   queueState?: boolean;
@@ -69,13 +72,32 @@ export interface QueueInstrumentationConfig extends InstrumentationConfig {
    * prefixes (and connections) this process's own queues use, and read only where it is found.
    */
   queues?: Array<string | QueueEntry>;
-}
-
-/** A queue listed in the `queues` option. */
-export interface QueueEntry {
-  name: string;
-  /** The queue's key prefix (pg-boss: its schema); unset: looked for among those in use. */
-  prefix?: string;
+  /**
+   * Queues reported per process before further queues are reported as `_OTHER`. Default 1000.
+   * See README, "Cardinality", for how this and the other budgets keep every instrument under the
+   * SDK's limit.
+   */
+  maxQueues?: number;
+  /** Distinct `error.type` values reported per queue before further ones read `_OTHER`. Default 20. */
+  maxErrorTypesPerQueue?: number;
+  /**
+   * Longest queue name, job name or error type reported. Longer ones read `_OTHER` on metrics (a
+   * cut name could look like, and merge with, a real one) and are cut to this length on spans.
+   * Default 256.
+   */
+  maxNameLength?: number;
+  /**
+   * The SDK's cardinality limit (attribute sets per instrument; the SDK's default is 2000).
+   * queue-otel keeps every instrument under it; when the SDK's own limit can be read from the meter
+   * provider and is lower, that one is used. Default 2000.
+   */
+  cardinalityLimit?: number;
+  /**
+   * For a call that adds several jobs (addBulk, a flow), a `create` span per job (up to 128), whose
+   * context the job carries, linked from the call's `send` span: the messaging conventions'
+   * recommendation, so each consumer links to its own job's creation. Default true.
+   */
+  createSpans?: boolean;
 }
 
 /** Options of {@link BullMQInstrumentation}. */
@@ -95,6 +117,11 @@ export interface ResolvedConfig {
   queueStateTimeout: number;
   queueStateLeader: boolean;
   queues: readonly QueueEntry[];
+  maxQueues: number;
+  maxErrorTypesPerQueue: number;
+  maxNameLength: number;
+  cardinalityLimit: number;
+  createSpans: boolean;
 }
 
 export const DEFAULTS = {
@@ -107,6 +134,11 @@ export const DEFAULTS = {
   queueStateInterval: 15_000,
   queueStateTimeout: 1_000,
   queueStateLeader: true,
+  maxQueues: 1000,
+  maxErrorTypesPerQueue: 20,
+  maxNameLength: 256,
+  cardinalityLimit: 2000,
+  createSpans: true,
 } as const;
 
 type Check = (value: unknown) => string | undefined;
@@ -141,6 +173,11 @@ const CHECKS: Record<keyof QueueInstrumentationConfig, Check> = {
   queueStateTimeout: isMilliseconds,
   queueStateLeader: isBoolean,
   queues: isQueueList,
+  maxQueues: isPositiveInteger,
+  maxErrorTypesPerQueue: isPositiveInteger,
+  maxNameLength: isPositiveInteger,
+  cardinalityLimit: isPositiveInteger,
+  createSpans: isBoolean,
 };
 
 /**
@@ -179,6 +216,11 @@ export function resolveConfig(config: unknown = {}): ResolvedConfig {
     queueStateTimeout: c.queueStateTimeout ?? DEFAULTS.queueStateTimeout,
     queueStateLeader: c.queueStateLeader ?? DEFAULTS.queueStateLeader,
     queues: (c.queues ?? []).map((q) => (typeof q === 'string' ? { name: q } : { name: q.name, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) })),
+    maxQueues: c.maxQueues ?? DEFAULTS.maxQueues,
+    maxErrorTypesPerQueue: c.maxErrorTypesPerQueue ?? DEFAULTS.maxErrorTypesPerQueue,
+    maxNameLength: c.maxNameLength ?? DEFAULTS.maxNameLength,
+    cardinalityLimit: c.cardinalityLimit ?? DEFAULTS.cardinalityLimit,
+    createSpans: c.createSpans ?? DEFAULTS.createSpans,
   };
 }
 

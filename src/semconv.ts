@@ -5,8 +5,13 @@
  * "incubating" there, and the incubating entry point is not covered by semver, so, as the
  * OpenTelemetry JS maintainers recommend, they are copied here (values as of semconv 1.45).
  * Names under `queue.` are queue-otel's own: semantic conventions have nothing for job queues yet.
+ * The schema these names follow is `SCHEMA_URL`, set on the tracer and the meter; CHANGELOG.md
+ * records every change of a name, unit or attribute.
  */
 export { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
+
+/** The semantic-conventions schema the names below follow (the version they were copied from). */
+export const SCHEMA_URL = 'https://opentelemetry.io/schemas/1.45.0';
 
 // Messaging attributes (incubating in semconv; copied).
 export const ATTR_MESSAGING_SYSTEM = 'messaging.system';
@@ -25,14 +30,16 @@ export const METRIC_MESSAGING_CLIENT_OPERATION_DURATION = 'messaging.client.oper
 // queue-otel attributes.
 /** The job's name, capped per queue (`_OTHER` past the cap). */
 export const ATTR_QUEUE_JOB_NAME = 'queue.job.name';
-/** How an attempt ended: `completed`, `retried` or `failed` (no attempt left). */
+/** How an attempt ended: `completed`, `retried`, `failed` (no attempt left) or `deferred`. */
 export const ATTR_QUEUE_JOB_OUTCOME = 'queue.job.outcome';
+/** Why a `deferred` attempt was put off: `delayed`, `waiting`, `waiting_children` or `rate_limited`. */
+export const ATTR_QUEUE_JOB_DEFERRAL = 'queue.job.deferral';
 /** Span only: 1-based number of this attempt. */
 export const ATTR_QUEUE_JOB_ATTEMPT = 'queue.job.attempt';
 /** Span only: seconds the job waited between becoming ready and this attempt's start. */
 export const ATTR_QUEUE_JOB_WAIT_DURATION = 'queue.job.wait.duration';
 
-/** On `queue.jobs.count`: the state the jobs are in (`waiting`, `active`, `delayed`, ...). */
+/** On `queue.job.count`: the state the jobs are in (`waiting`, `active`, `delayed`, ...). */
 export const ATTR_QUEUE_JOB_STATE = 'queue.job.state';
 /** Span only: CPU seconds the attempt used (see README for what CPU means in each mode). */
 export const ATTR_QUEUE_JOB_CPU_TIME = 'queue.job.cpu.time';
@@ -49,13 +56,16 @@ export const METRIC_QUEUE_JOB_STALLED = 'queue.job.stalled';
 export const METRIC_QUEUE_JOB_CPU_TIME = 'queue.job.cpu.time';
 export const METRIC_QUEUE_JOB_MEMORY_USAGE = 'queue.job.memory.usage';
 export const METRIC_QUEUE_JOB_MEMORY_PEAK = 'queue.job.memory.peak';
-export const METRIC_QUEUE_JOBS_COUNT = 'queue.jobs.count';
+export const METRIC_QUEUE_JOB_COUNT = 'queue.job.count';
 export const METRIC_QUEUE_OLDEST_AGE = 'queue.oldest.age';
 export const METRIC_QUEUE_FAILED_OLDEST_AGE = 'queue.failed.oldest.age';
 export const METRIC_QUEUE_JOB_RUNNING_OLDEST = 'queue.job.running.oldest';
+export const METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION = 'queue.worker.rate_limit.duration';
 
 /** Values of `messaging.operation.name` / `messaging.operation.type`. */
 export const OPERATION_SEND = 'send';
+/** One message of a batch is created (its own span, which the batch's `send` span links to). */
+export const OPERATION_CREATE = 'create';
 export const OPERATION_PROCESS = 'process';
 
 /** Job names past the per-queue cap, and error types past their cap, are reported as this. */

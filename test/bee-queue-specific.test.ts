@@ -32,7 +32,7 @@ const spansOf = (name: string, kind: SpanKind) =>
   otel.spans.getFinishedSpans().filter((s) => s.attributes['messaging.destination.name'] === name && s.kind === kind);
 
 describe('bee-queue', () => {
-  it('saveAll: one send span for the batch, each job linked to it, data untouched', async () => {
+  it('saveAll: one send span for the batch linking a create span per job, each job linked to its own, data and options untouched', async () => {
     const { name, queue } = beeQueue('saveall');
     const seen: unknown[] = [];
     // A callback-style handler (job, done): Bee-Queue tells it by its arity, which must survive.
@@ -40,15 +40,25 @@ describe('bee-queue', () => {
       seen.push(job.data);
       done(null, 'ok');
     });
-    await queue.saveAll([queue.createJob({ n: 1 }), queue.createJob({ n: 2 })]);
+    const jobs = [queue.createJob({ n: 1 }), queue.createJob({ n: 2 })];
+    const options = jobs.map((j) => JSON.stringify(j.options));
+    await queue.saveAll(jobs);
+    // The application's job objects are not changed: the context is stored, not set on them.
+    expect(jobs.map((j) => JSON.stringify(j.options))).toEqual(options);
     await until(() => spansOf(name, SpanKind.CONSUMER).length === 2, 10_000, 'two jobs');
     expect(seen).toEqual(expect.arrayContaining([{ n: 1 }, { n: 2 }]));
-    const [send] = spansOf(name, SpanKind.PRODUCER);
+    const send = spansOf(name, SpanKind.PRODUCER).find((s) => s.name === `send ${name}`);
     expect(send!.attributes['messaging.batch.message_count']).toBe(2);
+    const creates = spansOf(name, SpanKind.PRODUCER).filter((s) => s.name === `create ${name}`);
+    expect(creates).toHaveLength(2);
+    expect(send!.links.map((l) => l.context.spanId).sort()).toEqual(creates.map((c) => c.spanContext().spanId).sort());
+    const linked = new Set<string>();
     for (const span of spansOf(name, SpanKind.CONSUMER)) {
-      expect(span.links.map((l) => l.context.spanId)).toEqual([send!.spanContext().spanId]);
+      expect(span.links).toHaveLength(1);
+      linked.add(span.links[0]!.context.spanId);
       expect(span.attributes['queue.job.outcome']).toBe('completed');
     }
+    expect([...linked].sort()).toEqual(creates.map((c) => c.spanContext().spanId).sort());
     const m = await otel.collect();
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name })).toBe(2);
   });

@@ -1,6 +1,7 @@
 // Consumer side against a real Redis: the process span, outcomes, errors passed through unchanged,
 // and every per-attempt metric with its unit and attributes.
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { SumMetricData } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { histogram, type Otel, points, setupOtel, total } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
@@ -76,8 +77,16 @@ describe('a job that completes', () => {
     const attrs = { 'messaging.destination.name': name, 'queue.job.name': 'resize' };
     expect(m.get('messaging.process.duration')?.descriptor.unit).toBe('s');
     expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'completed' }).count).toBe(1);
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'completed', 'messaging.operation.name': 'process' })).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'completed', 'messaging.operation.name': 'process' }).count).toBe(1);
+    // Deliveries, as the messaging conventions define the counter: one per attempt started, no outcome.
+    const deliveries = points(m.get('messaging.client.consumed.messages'), attrs);
+    expect(deliveries).toHaveLength(1);
+    expect(deliveries[0]!.value).toBe(1);
+    expect(deliveries[0]!.attributes).toEqual({ 'messaging.system': 'bullmq', ...attrs, 'messaging.operation.name': 'process' });
     expect(m.get('messaging.client.consumed.messages')?.descriptor.unit).toBe('{message}');
+    expect((m.get('messaging.client.consumed.messages') as SumMetricData).isMonotonic).toBe(true);
+    // Additive values are up-down counters (a sum over processes is right by the data model).
+    expect((m.get('queue.job.active') as SumMetricData).isMonotonic).toBe(false);
     const attempts = histogram(m.get('queue.job.attempts'), { ...attrs, 'queue.job.outcome': 'completed' });
     expect(attempts).toMatchObject({ count: 1, sum: 1 });
     expect(histogram(m.get('queue.job.wait.duration'), attrs).count).toBe(1);
@@ -124,10 +133,11 @@ describe('a job that fails', () => {
 
     const m = await otel.collect();
     const attrs = { 'messaging.destination.name': name, 'queue.job.name': 'charge' };
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'retried', 'error.type': 'PaymentDeclined' })).toBe(1);
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'failed', 'error.type': 'PaymentDeclined' })).toBe(1);
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'completed' })).toBe(0);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'retried', 'error.type': 'PaymentDeclined' }).count).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'failed', 'error.type': 'PaymentDeclined' }).count).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'completed' }).count).toBe(0);
     expect(histogram(m.get('messaging.process.duration'), attrs).count).toBe(2);
+    expect(total(m.get('messaging.client.consumed.messages'), attrs), 'two deliveries').toBe(2);
     expect(histogram(m.get('queue.job.attempts'), { ...attrs, 'queue.job.outcome': 'failed' })).toMatchObject({ count: 1, sum: 2 });
     expect(histogram(m.get('queue.job.wait.duration'), attrs).count).toBe(1);
   });
@@ -145,8 +155,8 @@ describe('a job that fails', () => {
     await until(() => done, 10_000, 'completion');
     const m = await otel.collect();
     const attrs = { 'messaging.destination.name': name, 'queue.job.name': 'sync' };
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'retried', 'error.type': 'TypeError' })).toBe(1);
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'completed' })).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'retried', 'error.type': 'TypeError' }).count).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'completed' }).count).toBe(1);
     expect(histogram(m.get('queue.job.attempts'), { ...attrs, 'queue.job.outcome': 'completed' })).toMatchObject({ count: 1, sum: 2 });
   });
 

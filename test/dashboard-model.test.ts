@@ -28,11 +28,12 @@ describe('DashboardModel', () => {
         'queue.job.cpu.time': [{ attributes: job('send'), value: cpu }],
         'queue.job.memory.usage': [{ attributes: job('send'), value: memory }],
         'queue.worker.concurrency': [{ attributes: q, value: 4 }],
-        'messaging.client.consumed.messages': [
-          { attributes: job('send', { 'queue.job.outcome': 'completed' }), value: completed },
-          { attributes: job('send', { 'queue.job.outcome': 'failed' }), value: failed },
+        // Ended attempts by outcome: the count of the process-duration histogram.
+        'messaging.process.duration': [
+          { attributes: job('send', { 'queue.job.outcome': 'completed' }), value: { count: completed, buckets: { boundaries: [1], counts: [completed, 0] } } },
+          { attributes: job('send', { 'queue.job.outcome': 'failed' }), value: { count: failed, buckets: { boundaries: [1], counts: [failed, 0] } } },
         ],
-        'queue.jobs.count': [{ attributes: { ...q, 'queue.job.state': 'waiting' }, value: 7 }],
+        'queue.job.count': [{ attributes: { ...q, 'queue.job.state': 'waiting' }, value: 7 }],
       });
     model.add(1_000_000, at(0, 0, 0, 0, 1024));
     model.add(1_002_000, at(6, 1, 10, 2, 2048)); // 3 busy workers over 2 s

@@ -46,7 +46,7 @@ async function stateOf() {
   const attrs = { 'messaging.destination.name': schema };
   return {
     at: Date.now(),
-    counts: Object.fromEntries(points(m.get('queue.jobs.count'), attrs).map((p) => [p.attributes['queue.job.state'], p.value])),
+    counts: Object.fromEntries(points(m.get('queue.job.count'), attrs).map((p) => [p.attributes['queue.job.state'], p.value])),
     oldest: points(m.get('queue.oldest.age'), attrs)[0]?.value,
     failedOldest: points(m.get('queue.failed.oldest.age'), attrs)[0]?.value,
   };

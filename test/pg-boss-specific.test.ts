@@ -52,8 +52,8 @@ describe('pg-boss with its own telemetry off', () => {
     for (const keys of seenKeys) expect(keys).toEqual(['data', 'expireInSeconds', 'groupId', 'groupTier', 'heartbeatSeconds', 'id', 'name', 'retryCount', 'signal']);
     const m = await otel.collect();
     const attrs = { 'messaging.destination.name': name, 'messaging.system': 'pg-boss' };
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'completed' })).toBe(1);
-    expect(total(m.get('messaging.client.consumed.messages'), { ...attrs, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' })).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'completed' }).count).toBe(1);
+    expect(histogram(m.get('messaging.process.duration'), { ...attrs, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' }).count).toBe(1);
     expect(histogram(m.get('messaging.process.duration'), attrs).count).toBe(2);
     expect(total(m.get('messaging.client.sent.messages'), attrs)).toBe(2);
     expect((await otel.collectScope('pg-boss')).size).toBe(0);
@@ -87,7 +87,7 @@ describe('pg-boss with its own telemetry off', () => {
         | undefined;
     try {
       await boss.send(name, {}); // starts watching the queue
-      const counts = async () => points((await otel.collect()).get('queue.jobs.count'), { 'messaging.destination.name': name });
+      const counts = async () => points((await otel.collect()).get('queue.job.count'), { 'messaging.destination.name': name });
       await until(async () => (await counts()).length > 0, 20_000, 'state reported');
       const mine = await holder();
       expect(mine?.application_name).toBe('queue-otel');

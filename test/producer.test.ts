@@ -3,7 +3,7 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { BullMQOtel } from 'bullmq-otel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { histogram, type Otel, setupOtel, total } from './helpers/otel.js';
+import { histogram, type Otel, points, setupOtel, total } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 
 let otel: Otel;
@@ -102,7 +102,11 @@ describe('useProducerSpanAsParent', () => {
 });
 
 describe('Queue.addBulk and FlowProducer', () => {
-  it('addBulk: one send span for the batch, every job linked to it, counts by job name', async () => {
+  /** The create span each process span links to, by the job's data. */
+  const createOf = (process: ReturnType<typeof named>[number]) =>
+    otel.spans.getFinishedSpans().find((s) => s.spanContext().spanId === process.links[0]?.context.spanId);
+
+  it('addBulk: one send span for the batch linking a create span per job, each job linked to its own create span, counts by job name', async () => {
     const name = queueName('bulk');
     const queue = new otel.bullmq.Queue(name, { connection: connection() });
     track(queue, queue);
@@ -115,15 +119,43 @@ describe('Queue.addBulk and FlowProducer', () => {
     expect(jobs[2]).toEqual({ name: 'b', data: 3, opts: { priority: 2 } });
     const [send] = named(`send ${name}`);
     expect(send?.attributes['messaging.batch.message_count']).toBe(3);
+    const creates = named(`create ${name}`);
+    expect(creates).toHaveLength(3);
+    for (const c of creates) {
+      expect(c.kind).toBe(SpanKind.PRODUCER);
+      expect(c.attributes).toMatchObject({ 'messaging.operation.type': 'create', 'messaging.destination.name': name });
+    }
+    expect(creates.map((c) => c.attributes['queue.job.name'])).toEqual(['a', 'a', 'b']);
+    expect(send!.links.map((l) => l.context.spanId).sort()).toEqual(creates.map((c) => c.spanContext().spanId).sort());
     track(new otel.bullmq.Worker(name, async () => {}, { connection: connection() }));
     await until(() => named(`process ${name}`).length === 3, 10_000, 'processing');
-    for (const p of named(`process ${name}`)) expect(p.links[0]?.context.spanId).toBe(send!.spanContext().spanId);
+    const linked = named(`process ${name}`).map((p) => createOf(p));
+    expect(new Set(linked.map((c) => c?.spanContext().spanId)).size, 'each job links to a create span of its own').toBe(3);
+    for (const c of linked) expect(creates).toContain(c);
     const m = await otel.collect();
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name, 'queue.job.name': 'a' })).toBe(2);
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': name, 'queue.job.name': 'b' })).toBe(1);
   });
 
-  it('FlowProducer.add: one send span; children and parent across queues link to it; the parent reports no wait for its children', async () => {
+  it('addBulk with createSpans off: no create spans, every job carries the send span', async () => {
+    otel.instrumentation.setConfig({ createSpans: false });
+    try {
+      const name = queueName('bulk-nocreate');
+      const queue = new otel.bullmq.Queue(name, { connection: connection() });
+      track(queue, queue);
+      await queue.addBulk([{ name: 'a', data: 1 }, { name: 'b', data: 2 }]);
+      const [send] = named(`send ${name}`);
+      expect(named(`create ${name}`)).toHaveLength(0);
+      expect(send!.links).toEqual([]);
+      track(new otel.bullmq.Worker(name, async () => {}, { connection: connection() }));
+      await until(() => named(`process ${name}`).length === 2, 10_000, 'processing');
+      for (const p of named(`process ${name}`)) expect(p.links[0]?.context.spanId).toBe(send!.spanContext().spanId);
+    } finally {
+      otel.instrumentation.setConfig({});
+    }
+  });
+
+  it('FlowProducer.add across queues: a send span with no destination, a create span per job; the parent reports no wait for its children', async () => {
     const parentQueue = queueName('flow-parent');
     const childQueue = queueName('flow-child');
     const flow = track(new otel.bullmq.FlowProducer({ connection: connection() }));
@@ -131,6 +163,7 @@ describe('Queue.addBulk and FlowProducer', () => {
     const cq = new otel.bullmq.Queue(childQueue, { connection: connection() });
     track(pq, pq);
     track(cq, cq);
+    const before = otel.spans.getFinishedSpans().length;
     await flow.add({
       name: 'assemble',
       queueName: parentQueue,
@@ -139,20 +172,30 @@ describe('Queue.addBulk and FlowProducer', () => {
         { name: 'part', queueName: childQueue, data: 2 },
       ],
     });
-    const [send] = named(`send ${parentQueue}`);
-    expect(send?.kind).toBe(SpanKind.PRODUCER);
+    // Its jobs go to two queues: per the messaging conventions the send span names none.
+    const send = otel.spans.getFinishedSpans().slice(before).find((s) => s.name === 'send' && s.kind === SpanKind.PRODUCER);
+    expect(send, 'a send span without destination').toBeDefined();
+    expect(send!.attributes['messaging.destination.name']).toBeUndefined();
+    expect(send!.attributes['messaging.batch.message_count']).toBe(3);
+    expect(named(`create ${parentQueue}`)).toHaveLength(1);
+    expect(named(`create ${childQueue}`)).toHaveLength(2);
     track(new otel.bullmq.Worker(childQueue, async () => new Promise((r) => setTimeout(r, 300)), { connection: connection() }));
     track(new otel.bullmq.Worker(parentQueue, async () => 'assembled', { connection: connection() }));
     await until(() => named(`process ${parentQueue}`).length === 1 && named(`process ${childQueue}`).length === 2, 10_000, 'flow');
-    for (const p of [...named(`process ${parentQueue}`), ...named(`process ${childQueue}`)]) {
-      expect(p.links[0]?.context.spanId).toBe(send!.spanContext().spanId);
-    }
+    const parentProcess = named(`process ${parentQueue}`)[0]!;
+    expect(createOf(parentProcess)?.name).toBe(`create ${parentQueue}`);
+    for (const p of named(`process ${childQueue}`)) expect(createOf(p)?.name).toBe(`create ${childQueue}`);
+    // The parent's span also links to its children's creation: the trace shows the fan-out.
+    const childCreates = named(`create ${childQueue}`).map((c) => c.spanContext().spanId).sort();
+    expect(parentProcess.links.slice(1).map((l) => l.context.spanId).sort()).toEqual(childCreates);
     expect(named(`process ${parentQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeUndefined();
     expect(named(`process ${childQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeGreaterThanOrEqual(0);
     const m = await otel.collect();
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': childQueue, 'queue.job.name': 'part' })).toBe(2);
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': parentQueue, 'queue.job.name': 'assemble' })).toBe(1);
     expect(histogram(m.get('queue.job.wait.duration'), { 'messaging.destination.name': parentQueue }).count).toBe(0);
+    // The call's duration has no destination either.
+    expect(points(m.get('messaging.client.operation.duration'), { 'messaging.system': 'bullmq' }).some((p) => p.attributes['messaging.destination.name'] === undefined)).toBe(true);
   });
 });
 
@@ -214,7 +257,7 @@ describe('producers without queue-otel, and BullMQ native telemetry', () => {
       expect(consumerSpans[0]!.status.code).toBe(SpanStatusCode.ERROR);
       expect(consumerSpans[0]!.attributes['error.type']).toBe('RangeError');
       const m = await otel.collect();
-      expect(total(m.get('messaging.client.consumed.messages'), { 'messaging.destination.name': name, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' })).toBe(1);
+      expect(histogram(m.get('messaging.process.duration'), { 'messaging.destination.name': name, 'queue.job.outcome': 'failed', 'error.type': 'RangeError' }).count).toBe(1);
     } finally {
       trace.disable();
     }

@@ -141,7 +141,7 @@ describe.skipIf(skip)('Prometheus end to end', () => {
     expect(all.filter((r) => r.health !== 'ok')).toEqual([]);
     // The flaky webhooks use up their attempts (45% of attempts fail, 4 attempts: about 4% of
     // jobs): once the first dead letter is scraped, the dead-letter rule fires for that queue.
-    await until(async () => (await query('queue_jobs_count{messaging_destination_name="webhooks", queue_job_state="failed"} > 0')).length > 0, 60_000, 'a dead letter in webhooks');
+    await until(async () => (await query('queue_job_count{messaging_destination_name="webhooks", queue_job_state="failed"} > 0')).length > 0, 60_000, 'a dead letter in webhooks');
     const firing = async () => {
       const alerts = (await (await fetch(`${api}/api/v1/alerts`)).json()) as { data: { alerts: Array<{ labels: Record<string, string>; state: string }> } };
       return alerts.data.alerts.some((a) => a.labels.alertname === 'QueueDeadLettersGrowing' && a.labels.messaging_destination_name === 'webhooks' && a.state === 'firing');
@@ -162,7 +162,7 @@ describe.skipIf(skip)('Prometheus end to end', () => {
     // samples of that series in the window.
     await until(
       async () =>
-        (await query(`count_over_time(messaging_client_consumed_messages_total{queue_job_outcome="failed"}[${RATE_WINDOW_S}s]) >= 2`)).length > 0,
+        (await query(`count_over_time(messaging_process_duration_count{queue_job_outcome="failed"}[${RATE_WINDOW_S}s]) >= 2`)).length > 0,
       15_000,
       'two scrapes of a failed-outcome series',
     );

@@ -24,7 +24,7 @@ afterAll(async () => {
 async function stateOf(name: string) {
   const m = await otel.collect();
   const counts = Object.fromEntries(
-    points(m.get('queue.jobs.count'), { 'messaging.destination.name': name }).map((p) => [p.attributes['queue.job.state'], p.value]),
+    points(m.get('queue.job.count'), { 'messaging.destination.name': name }).map((p) => [p.attributes['queue.job.state'], p.value]),
   );
   return {
     counts,
@@ -75,7 +75,7 @@ describe('depth by state', () => {
     expect(oldest).toBeGreaterThan(0.8);
     expect(oldest).toBeLessThan(2.5);
     expect(failedOldest).toBeGreaterThanOrEqual((Date.now() - failedAt) / 1000 - 0.5);
-    expect((await stateOf(name)).metrics.get('queue.jobs.count')?.descriptor.unit).toBe('{job}');
+    expect((await stateOf(name)).metrics.get('queue.job.count')?.descriptor.unit).toBe('{job}');
 
     try {
       // bullmq 5 moves the waiting jobs to the paused list; bullmq 6 keeps them in wait. Either

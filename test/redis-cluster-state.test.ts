@@ -49,7 +49,7 @@ afterAll(async () => {
 
 async function counts(name: string) {
   const m = await otel.collect();
-  return Object.fromEntries(points(m.get('queue.jobs.count'), { 'messaging.destination.name': name }).map((p) => [p.attributes['queue.job.state'], p.value]));
+  return Object.fromEntries(points(m.get('queue.job.count'), { 'messaging.destination.name': name }).map((p) => [p.attributes['queue.job.state'], p.value]));
 }
 
 async function addTo(name: string, prefix: string, n: number, keepOpen: boolean): Promise<void> {

@@ -71,6 +71,8 @@ describe('readSettings', () => {
 
   it('knows the variables the README documents', () => {
     expect([...KNOWN_VARIABLES].sort()).toEqual([
+      'QUEUE_OTEL_CARDINALITY_LIMIT',
+      'QUEUE_OTEL_CREATE_SPANS',
       'QUEUE_OTEL_DASHBOARD_HOST',
       'QUEUE_OTEL_DASHBOARD_PORT',
       'QUEUE_OTEL_ENABLED',
@@ -78,7 +80,10 @@ describe('readSettings', () => {
       'QUEUE_OTEL_HOOKS',
       'QUEUE_OTEL_JOB_CPU',
       'QUEUE_OTEL_JOB_MEMORY',
+      'QUEUE_OTEL_MAX_ERROR_TYPES_PER_QUEUE',
       'QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE',
+      'QUEUE_OTEL_MAX_NAME_LENGTH',
+      'QUEUE_OTEL_MAX_QUEUES',
       'QUEUE_OTEL_QUEUES',
       'QUEUE_OTEL_QUEUE_STATE',
       'QUEUE_OTEL_QUEUE_STATE_INTERVAL',

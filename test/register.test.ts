@@ -123,12 +123,15 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
     const failed = process.find((s) => attributes(s.attributes)['queue.job.name'] === 'receipt');
     expect(failed?.status?.code).toBe(2); // ERROR
 
-    const consumed = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter(
-      (p) => p.attributes['messaging.destination.name'] === name,
-    );
-    expect(consumed.map((p) => [p.attributes['queue.job.name'], p.attributes['queue.job.outcome'], p.value]).sort()).toEqual([
+    const ended = metricPoints(receiver.metrics, 'messaging.process.duration').filter((p) => p.attributes['messaging.destination.name'] === name);
+    expect(ended.map((p) => [p.attributes['queue.job.name'], p.attributes['queue.job.outcome'], p.value]).sort()).toEqual([
       ['receipt', 'failed', 1],
       ['welcome', 'completed', 1],
+    ]);
+    const deliveries = metricPoints(receiver.metrics, 'messaging.client.consumed.messages').filter((p) => p.attributes['messaging.destination.name'] === name);
+    expect(deliveries.map((p) => [p.attributes['queue.job.name'], p.attributes['messaging.operation.name'], p.value]).sort()).toEqual([
+      ['receipt', 'process', 1],
+      ['welcome', 'process', 1],
     ]);
     expect(child.stderr()).not.toMatch(/Error/);
   });
@@ -173,7 +176,7 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
     expect(process.every((s) => s.parentSpanId !== undefined && sends.has(s.parentSpanId))).toBe(true);
     expect(process.every((s) => attributes(s.attributes)['app.tenant'] === 'world')).toBe(true);
     // queueState off: no depth gauge.
-    expect(metricPoints(receiver.metrics, 'queue.jobs.count')).toHaveLength(0);
+    expect(metricPoints(receiver.metrics, 'queue.job.count')).toHaveLength(0);
   });
 
   it('exports delta temporality when asked (the Datadog setting), with the same totals', async () => {

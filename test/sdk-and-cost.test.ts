@@ -4,7 +4,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BullMQInstrumentation } from '../src/index.js';
-import { type BullMQ, TestReader, total } from './helpers/otel.js';
+import { type BullMQ, TestReader, histogram, total } from './helpers/otel.js';
 import { commandsUnder, type PrivateRedis, privateRedis } from './helpers/monitor.js';
 import { connection, queueName, until } from './helpers/redis.js';
 
@@ -37,9 +37,13 @@ describe('NodeSDK', () => {
     await until(() => spans.getFinishedSpans().some((s) => s.name === `process ${name}`), 10_000, 'exported span');
     expect(spans.getFinishedSpans().some((s) => s.name === `send ${name}`)).toBe(true);
     const { resourceMetrics } = await reader.collect();
-    const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'messaging.client.consumed.messages');
-    expect(total(metric, { 'messaging.destination.name': name, 'queue.job.outcome': 'completed' })).toBe(1);
-    expect(resourceMetrics.scopeMetrics.find((s) => s.metrics.includes(metric!))?.scope.name).toBe('queue-otel/bullmq');
+    const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'messaging.process.duration');
+    expect(histogram(metric, { 'messaging.destination.name': name, 'queue.job.outcome': 'completed' }).count).toBe(1);
+    const scope = resourceMetrics.scopeMetrics.find((s) => s.metrics.includes(metric!))?.scope;
+    expect(scope?.name).toBe('queue-otel/bullmq');
+    expect(scope?.schemaUrl).toBe('https://opentelemetry.io/schemas/1.45.0');
+    const span = spans.getFinishedSpans().find((s) => s.name === `process ${name}`);
+    expect(span?.instrumentationScope.schemaUrl).toBe('https://opentelemetry.io/schemas/1.45.0');
   });
 });
 

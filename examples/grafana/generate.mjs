@@ -78,14 +78,14 @@ line(
     'Attempts by outcome',
     'Attempts ended per second: completed, retried (will run again), failed (no attempt left: a dead letter).',
     'ops',
-    [[`sum by (messaging_destination_name, queue_job_outcome) (rate(messaging_client_consumed_messages_total{${Q}}[${RI}]))`, '{{messaging_destination_name}} {{queue_job_outcome}}']],
+    [[`sum by (messaging_destination_name, queue_job_outcome) (rate(messaging_process_duration_count{${Q}}[${RI}]))`, '{{messaging_destination_name}} {{queue_job_outcome}}']],
     { overrides: ['completed:green', 'retried:orange', 'failed:red'].map((s) => { const [o, c] = s.split(':'); return { matcher: { id: 'byRegexp', options: `.* ${o}` }, properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: c } }] }; }) },
   ],
   [
     'Dead letters by job name and error',
     'Jobs that ended in the failed set, by error.type.',
     'short',
-    [[`sum by (messaging_destination_name, queue_job_name, error_type) (increase(messaging_client_consumed_messages_total{${Q}, queue_job_outcome="failed"}[${RI}]))`, '{{queue_job_name}}: {{error_type}}']],
+    [[`sum by (messaging_destination_name, queue_job_name, error_type) (increase(messaging_process_duration_count{${Q}, queue_job_outcome="failed"}[${RI}]))`, '{{queue_job_name}}: {{error_type}}']],
     { defaults: { custom: { drawStyle: 'bars', fillOpacity: 60, lineWidth: 1, showPoints: 'never' } } },
   ],
   [
@@ -123,9 +123,9 @@ row('Queue state');
 line(
   [
     'Depth by state',
-    'queue.jobs.count, read by one process of the cluster (completed left out: history, not backlog).',
+    'queue.job.count, read by one process of the cluster (completed left out: history, not backlog).',
     'short',
-    [[`sum by (messaging_destination_name, queue_job_state) (queue_jobs_count{${Q}, queue_job_state!="completed"})`, '{{messaging_destination_name}} {{queue_job_state}}']],
+    [[`sum by (messaging_destination_name, queue_job_state) (queue_job_count{${Q}, queue_job_state!="completed"})`, '{{messaging_destination_name}} {{queue_job_state}}']],
   ],
   [
     'Oldest job',

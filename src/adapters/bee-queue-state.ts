@@ -6,7 +6,7 @@
  * its ready time is its `options.delay` (an absolute time) or `options.timestamp`. The failed set
  * is unordered and stores no failure time, so the oldest failed job's age is not reported.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
 import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}

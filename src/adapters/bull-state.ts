@@ -9,7 +9,7 @@
  * list, so with priorities the tail is the next job to run rather than strictly the oldest) and
  * the lowest score of the failed set. Never a scan.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
 import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}

@@ -1,8 +1,9 @@
 /**
- * The Bull 4 adapter: which methods to wrap and how to read a job's facts. It hands plain facts to
- * the core and knows nothing of OpenTelemetry.
+ * The Bull 4 adapter: which methods to wrap and how to read a job's facts. It reports to the core
+ * through the seam (core/seam.ts) and knows nothing of OpenTelemetry.
  *
- * What Bull does (lib/queue.js, lib/job.js), and why each wrap sits where it does:
+ * What Bull does (lib/queue.js, lib/job.js, lib/process/child-pool.js), and why each wrap sits
+ * where it does:
  * - `Queue.prototype.processJob(job)` runs one attempt: the handler, then `job.moveToCompleted` or
  *   `job.moveToFailed`, whose Redis write also fetches the next job. Wrapping it gives the whole
  *   attempt with no extra Redis command. (Bull binds it in the constructor, so queues created
@@ -12,36 +13,23 @@
  * - `Job.prototype.moveToFailed(err)` is where the error is known and where Bull decides between a
  *   retry (attempts left, backoff) and the failed set; it sets `finishedOn` only for the latter.
  * - `Queue.prototype.run(concurrency)` lasts while the queue processes: its concurrency then.
+ * - A file processor runs in a child process from `ChildPool.prototype.retain`
+ *   (lib/process/child-pool.js, loaded by setHandler): wrapped there, so the core reads the
+ *   child's CPU and memory, and `disable()` restores it like every other wrap.
  */
-import type { Attempt, AttemptEnd } from '../core/attempts.js';
-import type { QueueTelemetry } from '../core/telemetry.js';
+import type { AttemptEnd, AttemptFacts, AttemptHandle, JobTelemetry } from '../core/seam.js';
+import { readNumber, readProperty, readString } from '../safe.js';
 import { type BullRedisLike, type BullStateQueue, bullPlace, bullQueueExists, bullStateSource } from './bull-state.js';
 import { type RedisPlace, locator, watched } from './redis-lease.js';
-import { type TelemetryOptions, readCarrier, withCarrier } from './carrier.js';
+import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
-import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
+import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
 
 /** Bull's name for jobs added without one: such jobs have no name, and none is reported. */
 const DEFAULT_JOB_NAME = '__default__';
 
-interface BullJobOptions extends TelemetryOptions {
-  delay?: number;
-  repeat?: unknown;
-}
-interface BullJob {
-  id?: string | number;
-  name?: string;
-  timestamp?: number;
-  opts?: BullJobOptions;
-  attemptsMade?: number;
-  finishedOn?: number;
-}
-interface ChildPoolLike {
-  retain?: (...args: unknown[]) => Promise<unknown>;
-}
 interface BullQueue extends BullStateQueue {
   handlers?: Record<string, AnyFunction>;
-  childPool?: ChildPoolLike;
   on(event: 'stalled', listener: (job: unknown) => void): unknown;
   removeListener(event: 'stalled', listener: (job: unknown) => void): unknown;
 }
@@ -53,7 +41,7 @@ export interface BullExports {
 }
 
 /** The wraps that instrument one loaded copy of bull. */
-export function bullPatches(exports: BullExports, telemetry: QueueTelemetry): MethodPatch[] {
+export function bullPatches(exports: BullExports, telemetry: JobTelemetry): MethodPatch[] {
   const patches: MethodPatch[] = [];
   const queue = exports.prototype;
   if (queue) {
@@ -70,6 +58,21 @@ export function bullPatches(exports: BullExports, telemetry: QueueTelemetry): Me
   return patches;
 }
 
+/**
+ * The wrap of `lib/process/child-pool.js`, whose export makes pools; its prototype is reached
+ * through a pool made for the purpose (two empty objects, no process).
+ */
+export function bullChildPoolPatches(exports: unknown, telemetry: JobTelemetry): MethodPatch[] {
+  if (typeof exports !== 'function') return [];
+  let prototype: object | null = null;
+  try {
+    prototype = Object.getPrototypeOf((exports as (shared: boolean) => object)(false)) as object | null;
+  } catch {
+    return [];
+  }
+  return prototype === null ? [] : [{ target: prototype, method: 'retain', wrap: (o) => wrapRetain(o, telemetry) }];
+}
+
 function jobName(name: unknown): string | undefined {
   return typeof name === 'string' && name !== DEFAULT_JOB_NAME ? name : undefined;
 }
@@ -77,109 +80,120 @@ function jobName(name: unknown): string | undefined {
 // ---- consumer ---------------------------------------------------------------------------------
 
 /** The error of the attempt each job is in, set by moveToFailed and read when processJob ends. */
-const failures = new WeakMap<object, unknown>();
+const failures = new WeakMap<object, { error: unknown }>();
 /** The attempt each job is in, from processJob to its handler. */
-const inFlight = new WeakMap<object, Attempt>();
+const inFlight = new WeakMap<object, AttemptHandle>();
 
-function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  const attempts = telemetry.attempts;
-  return function processJob(this: BullQueue, job: BullJob): unknown {
-    const call = original as (...a: unknown[]) => Promise<unknown>;
-    if (job === null || typeof job !== 'object') return call.apply(this, arguments as never);
-    const made = job.attemptsMade ?? 0;
-    const attempt = attempts.start({
-      queue: this.name,
-      jobName: jobName(job.name),
-      jobId: job.id === undefined ? undefined : String(job.id),
-      attempt: made + 1,
-      readyAt: made === 0 ? readyAt(job) : undefined,
-      carrier: readCarrier(job.opts),
-      traced: true,
-      job,
-    });
-    if (attempt === undefined) return call.apply(this, arguments as never);
-    const finishedBefore = job.finishedOn;
-    failures.delete(job);
-    inFlight.set(job, attempt);
-    const done = (error?: unknown) => {
-      inFlight.delete(job);
-      attempts.end(attempt, attemptEnd(job, finishedBefore, made + 1, error));
-    };
+function attemptFacts(queue: BullQueue, job: object): AttemptFacts {
+  const made = readNumber(job, 'attemptsMade') ?? 0;
+  const id = readProperty(job, 'id');
+  return {
+    queue: String(readProperty(queue, 'name')),
+    jobName: jobName(readProperty(job, 'name')),
+    jobId: typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
+    attempt: made + 1,
+    readyAt: made === 0 ? readyAt(job) : undefined,
+    carrier: readCarrier(readProperty(job, 'opts')),
+    traced: true,
+    job,
+  };
+}
+
+function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function processJob(this: BullQueue, job: unknown): unknown {
     const args = arguments;
-    return whenSettled(() => call.apply(this, args as never), done);
+    const attempt = job !== null && typeof job === 'object' ? telemetry.startAttempt(() => attemptFacts(this, job)) : undefined;
+    if (attempt === undefined) return callOriginal(original, this, args);
+    const j = job as object;
+    const number = (readNumber(j, 'attemptsMade') ?? 0) + 1;
+    const finishedBefore = readProperty(j, 'finishedOn');
+    failures.delete(j);
+    inFlight.set(j, attempt);
+    return whenSettled(
+      () => callOriginal(original, this, args),
+      (threw, error) => {
+        inFlight.delete(j);
+        telemetry.endAttempt(attempt, attemptEnd(j, finishedBefore, number, threw, error));
+      },
+    );
   };
 }
 
 /** How the attempt ended, from what Bull left on the job (see the file comment). */
-function attemptEnd(job: BullJob, finishedBefore: number | undefined, attempt: number, thrown: unknown): AttemptEnd {
-  const finished = job.finishedOn !== undefined && job.finishedOn !== finishedBefore;
-  const error = failures.has(job) ? failures.get(job) : thrown;
+function attemptEnd(job: object, finishedBefore: unknown, attempt: number, threw: boolean, thrown: unknown): AttemptEnd {
+  const finishedOn = readProperty(job, 'finishedOn');
+  const finished = finishedOn !== undefined && finishedOn !== finishedBefore;
+  const failure = failures.get(job) ?? (threw ? { error: thrown } : undefined);
   failures.delete(job);
-  if (error === undefined) return finished ? { outcome: 'completed', attemptsMade: attempt } : { outcome: 'retried' };
-  return finished ? { outcome: 'failed', error, attemptsMade: attempt } : { outcome: 'retried', error };
+  if (failure === undefined) return finished ? { outcome: 'completed', attemptsMade: attempt } : { outcome: 'retried' };
+  const { error } = failure;
+  return finished ? { outcome: 'failed', error, threw: true, attemptsMade: attempt } : { outcome: 'retried', error, threw: true };
 }
 
 function wrapMoveToFailed(original: AnyFunction): AnyFunction {
   return function moveToFailed(this: object, error: unknown): unknown {
-    failures.set(this, error ?? { message: 'Unknown reason' });
-    return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
+    failures.set(this, { error });
+    return callOriginal(original, this, arguments);
   };
 }
 
 /** The stored handler runs in the attempt's context; a file processor runs in a child process. */
-function wrapSetHandler(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapSetHandler(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
   return function setHandler(this: BullQueue, name: string, handler: unknown): unknown {
-    const result = (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
-    const handlers = this.handlers;
-    const stored = handlers?.[name];
+    const result = callOriginal(original, this, arguments);
+    const handlers = readProperty(this, 'handlers') as Record<string, unknown> | undefined;
+    const stored = readProperty(handlers, name);
     if (handlers === undefined || typeof stored !== 'function') return result;
     const sandboxed = typeof handler === 'string';
-    if (sandboxed) watchChildPool(this.childPool, telemetry);
     handlers[name] = function handle(this: unknown, job: unknown): unknown {
       const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
       const args = arguments;
-      const call = () => (stored as (...a: unknown[]) => unknown).apply(this, args as never);
-      return attempt === undefined ? call() : telemetry.attempts.runProcessor(attempt, call, sandboxed);
+      const call = () => callOriginal(stored as AnyFunction, this, args);
+      return attempt === undefined ? call() : telemetry.runAttempt(attempt, call, sandboxed);
     };
     return result;
   };
 }
 
-const watchedPools = new WeakSet<object>();
-
 /**
- * Bull's child pool (created by setHandler for a file processor) hands each job to a forked child:
- * tell the attempt which process runs it, so its CPU and memory are read from /proc. Wrapped on
- * the pool instance, which Bull keeps private (the retain runs in the attempt's context).
+ * A job is handed to this child process (the retain runs in the attempt's context): tell the core,
+ * which reads the child's CPU from /proc, synchronously, so Bull gets the child at once.
  */
-function watchChildPool(pool: ChildPoolLike | undefined, telemetry: QueueTelemetry): void {
-  const retain = pool?.retain;
-  if (pool === undefined || typeof retain !== 'function' || watchedPools.has(pool)) return;
-  watchedPools.add(pool);
-  pool.retain = function (this: unknown, ...args: unknown[]) {
-    return retain.apply(this, args).then(async (child) => {
-      const pid = (child as { pid?: unknown } | undefined)?.pid;
-      if (typeof pid === 'number') await telemetry.attempts.attachIsolate({ kind: 'process', pid });
+function wrapRetain(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function retain(this: unknown): unknown {
+    const result = callOriginal(original, this, arguments);
+    if (!(result instanceof Promise)) return result;
+    return result.then((child: unknown) => {
+      const pid = readProperty(child, 'pid');
+      if (typeof pid === 'number') void telemetry.sandboxAssigned({ kind: 'process', pid });
       return child;
     });
   };
 }
 
 /** A queue's processing loops last as long as run(): its concurrency, stalled events, state. */
-function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapRun(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
   return function run(this: BullQueue, concurrency: unknown): unknown {
-    const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
+    const args = arguments;
     watch(this, telemetry);
-    const queue = this.name;
+    const queue = String(readProperty(this, 'name'));
     const limit = typeof concurrency === 'number' ? concurrency : 0;
-    const unregister = telemetry.addWorker(queue, () => limit);
+    const unregister = telemetry.workerStarted(queue, () => limit);
     const onStalled = () => telemetry.stalled(queue);
-    this.on('stalled', onStalled);
-    const cleanup = () => {
-      unregister();
-      this.removeListener('stalled', onStalled);
-    };
-    return whenSettled(call, cleanup);
+    let listening = false;
+    try {
+      this.on('stalled', onStalled);
+      listening = true;
+    } catch {
+      // a queue object in a bad state: no stalled count from it
+    }
+    return whenSettled(
+      () => callOriginal(original, this, args),
+      () => {
+        unregister();
+        if (listening) this.removeListener('stalled', onStalled);
+      },
+    );
   };
 }
 
@@ -188,11 +202,14 @@ function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction 
  * the job's `delay` field when it promotes a delayed job, so read the option). Retries have no
  * stored ready time.
  */
-function readyAt(job: BullJob): number | undefined {
-  if (typeof job.timestamp !== 'number' || !Number.isFinite(job.timestamp)) return undefined;
-  const delay = job.opts?.delay;
-  return job.timestamp + (typeof delay === 'number' && delay > 0 ? delay : 0);
+function readyAt(job: object): number | undefined {
+  const timestamp = readNumber(job, 'timestamp');
+  if (timestamp === undefined) return undefined;
+  const delay = readNumber(readProperty(job, 'opts'), 'delay');
+  return timestamp + (delay !== undefined && delay > 0 ? delay : 0);
 }
+
+// ---- queue state ------------------------------------------------------------------------------
 
 /** The Bull queues of this process per name, whose connections state reads use. */
 const holders = new QueueHolders<BullStateQueue>((queue) => !queue.closing);
@@ -202,10 +219,10 @@ async function allPlaces(): Promise<Array<RedisPlace<BullRedisLike>>> {
   return holders.allOpen().flatMap((queue) => bullPlace(queue) ?? []);
 }
 
-function watch(queue: BullStateQueue, telemetry: QueueTelemetry): void {
-  if (typeof queue?.name !== 'string' || !telemetry.config.queueState) return;
+function watch(queue: BullStateQueue, telemetry: JobTelemetry): void {
+  if (typeof readProperty(queue, 'name') !== 'string' || !telemetry.queueState) return;
   holders.add(queue.name, queue);
-  for (const { name, entry } of watched(queue.name, telemetry)) {
+  for (const { name, entry } of watched(queue.name, telemetry.listedQueues)) {
     const exists = (place: RedisPlace<BullRedisLike>) => bullQueueExists(place, name);
     telemetry.watchQueue(name, () => bullStateSource(name, locator(name, entry, () => bullPlace(holders.open(name)), allPlaces, exists)));
   }
@@ -213,58 +230,70 @@ function watch(queue: BullStateQueue, telemetry: QueueTelemetry): void {
 
 // ---- producer ---------------------------------------------------------------------------------
 
-function wrapAdd(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function add(this: BullQueue, ...args: unknown[]): unknown {
+/** A repeatable job's repetitions are not part of this call's trace: no context for them. */
+function carriedUnlessRepeat<T>(opts: T, carrier: Parameters<typeof withCarrier>[1]): T {
+  return readProperty(opts, 'repeat') ? opts : withCarrier(opts, carrier);
+}
+
+function wrapAdd(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function add(this: BullQueue): unknown {
+    const args = Array.prototype.slice.call(arguments);
     // add(name, data, opts) or add(data, opts)
     const named = typeof args[0] === 'string';
-    const name = named ? (args[0] as string) : undefined;
-    const data = named ? args[1] : args[0];
-    const opts = (named ? args[2] : args[1]) as BullJobOptions | undefined;
-    const queue = this.name;
+    const optsAt = named ? 2 : 1;
+    const opts = args[optsAt];
     watch(this, telemetry);
-    return telemetry.sends.run(
-      {
-        queue,
-        jobs: [{ queue, jobName: jobName(name) }],
-        traced: true,
-        hookInfo: () => ({ queue, jobs: [{ name: name ?? DEFAULT_JOB_NAME, data, opts }] }),
+    return telemetry.send(
+      () => {
+        const queue = String(readProperty(this, 'name'));
+        const name = named ? (args[0] as string) : undefined;
+        return {
+          queue,
+          jobs: [{ queue, jobName: jobName(name) }],
+          traced: true,
+          hookInfo: () => ({ queue, jobs: [{ name: name ?? DEFAULT_JOB_NAME, data: args[optsAt - 1], opts }] }),
+        };
       },
-      (carrier) => {
-        // A repeatable job's repetitions are not part of this call's trace: no context for them.
-        const carried = opts?.repeat ? opts : withCarrier(opts, carrier);
-        const call = original as (...a: unknown[]) => Promise<unknown>;
-        if (carried === opts) return call.apply(this, args);
-        return named ? call.call(this, name, data, carried, ...args.slice(3)) : call.call(this, data, carried, ...args.slice(2));
+      (carrierFor) => {
+        const withContext = carriedUnlessRepeat(opts, carrierFor(0));
+        if (withContext !== opts) args[optsAt] = withContext;
+        return callOriginal(original, this, args);
       },
     );
   };
 }
 
-interface BulkJob {
-  name?: string;
-  data?: unknown;
-  opts?: BullJobOptions;
-}
-
-function wrapAddBulk(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function addBulk(this: BullQueue, jobs: BulkJob[]): unknown {
-    const call = original as (...a: unknown[]) => Promise<unknown>;
-    if (!Array.isArray(jobs)) return call.apply(this, arguments as never);
-    const queue = this.name;
+function wrapAddBulk(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function addBulk(this: BullQueue, jobs: unknown): unknown {
+    const args = Array.prototype.slice.call(arguments);
+    if (!Array.isArray(jobs)) return callOriginal(original, this, args);
     watch(this, telemetry);
-    return telemetry.sends.run(
-      {
-        queue,
-        jobs: jobs.map((job) => ({ queue, jobName: jobName(job?.name) })),
-        traced: true,
-        hookInfo: () => ({ queue, jobs: jobs.map((j) => ({ name: j?.name ?? DEFAULT_JOB_NAME, data: j?.data, opts: j?.opts })) }),
+    return telemetry.send(
+      () => {
+        const queue = String(readProperty(this, 'name'));
+        return {
+          queue,
+          jobs: jobs.map((job) => ({ queue, jobName: jobName(readProperty(job, 'name')) })),
+          traced: true,
+          hookInfo: () => ({
+            queue,
+            jobs: jobs.map((j) => ({ name: readString(j, 'name') ?? DEFAULT_JOB_NAME, data: readProperty(j, 'data'), opts: readProperty(j, 'opts') })),
+          }),
+        };
       },
-      (carrier) =>
-        call.call(
-          this,
-          carrier === undefined ? jobs : jobs.map((job) => (job && !job.opts?.repeat ? { ...job, opts: withCarrier(job.opts, carrier) } : job)),
-          ...Array.prototype.slice.call(arguments, 1),
-        ),
+      (carrierFor) => {
+        try {
+          args[0] = jobs.map((job, i) => {
+            if (job === null || typeof job !== 'object') return job;
+            const opts = readProperty(job, 'opts');
+            const withContext = carriedUnlessRepeat(opts, carrierFor(i));
+            return withContext === opts ? job : { ...job, opts: withContext };
+          });
+        } catch {
+          // jobs whose getters throw: Bull gets them as they are
+        }
+        return callOriginal(original, this, args);
+      },
     );
   };
 }

@@ -7,7 +7,7 @@
  * sorted-set cardinalities, the tail of the wait list (BullMQ pushes on the left and takes from the
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/queue-stats.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
 import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}

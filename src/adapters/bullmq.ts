@@ -1,43 +1,30 @@
 /**
  * The BullMQ adapter: which methods to wrap (bullmq 5 and 6 share them) and how to read a job's
- * facts. It hands plain facts to the core and knows nothing of OpenTelemetry.
+ * facts. It reports to the core through the seam (core/seam.ts) and knows nothing of OpenTelemetry.
  *
  * What BullMQ does, and why each wrap sits where it does (dist/cjs/classes/worker.js):
  * - `Worker.processJob(job, token, fetchNext)` runs one attempt: the processor (`callProcessJob`,
- *   which for a sandboxed processor hands the job to a child process or thread), then
- *   `handleCompleted` or `handleFailed`, which record the outcome in Redis in the same round trip
- *   that fetches the next job. Wrapping it gives the whole attempt, in the parent process for
- *   sandboxed processors too, and no extra Redis command.
- * - `Worker.handleFailed(err, job, ...)` is the only place the processor's error is visible.
+ *   which for a sandboxed processor hands the job to a child process or thread), then the
+ *   completion or failure, recorded in Redis in the same round trip that fetches the next job.
+ *   Wrapping it gives the whole attempt, in the parent process for sandboxed processors too, and
+ *   no extra Redis command.
+ * - The processor's rejection is seen where `callProcessJob` is wrapped, in every 5.x and 6.x.
+ *   From 5.54 BullMQ also passes errors it raises itself (a job that exceeded its started
+ *   attempts, a failed completion write) to `Worker.handleFailed`, wrapped where it exists.
  * - Whether a failure was final is BullMQ's decision (attempts, backoff, UnrecoverableError);
  *   `Job.moveToFailed` sets `finishedOn` only when the job goes to the failed set, and
  *   `moveToCompleted` always does, so "did finishedOn change during the attempt" is the answer.
  * - `Worker.run()` lasts as long as the worker processes jobs: the span of its concurrency.
  */
-import type { Carrier } from '../core/sends.js';
-import type { Attempt, AttemptEnd } from '../core/attempts.js';
-import type { QueueTelemetry } from '../core/telemetry.js';
-import { type TelemetryOptions, readCarrier } from './carrier.js';
+import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, Deferral, JobTelemetry, SentJob } from '../core/seam.js';
+import { readNumber, readProperty, readString } from '../safe.js';
 import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
+import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
+import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
 import { type RedisPlace, locator, watched } from './redis-lease.js';
-import { type AnyFunction, type MethodPatch, whenSettled } from './patch.js';
 
-/** The parts of BullMQ's classes this adapter reads; structural, so bullmq 5 and 6 both fit. */
-interface JobOptions {
-  delay?: number;
-  telemetry?: { metadata?: string; omitContext?: boolean };
-  [key: string]: unknown;
-}
-interface BullJob {
-  id?: string;
-  name: string;
-  timestamp?: number;
-  opts?: JobOptions;
-  attemptsMade?: number;
-  attemptsStarted?: number;
-  finishedOn?: number;
-}
+/** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface BullWorker {
   name: string;
   /** Set when the processor is a file: jobs run in a child process or worker thread. */
@@ -46,22 +33,6 @@ interface BullWorker {
   concurrency?: number;
   on(event: 'stalled', listener: (jobId: string) => void): unknown;
   off(event: 'stalled', listener: (jobId: string) => void): unknown;
-}
-interface BullQueue {
-  name: string;
-  opts?: { telemetry?: unknown };
-}
-interface BulkJob {
-  name: string;
-  data?: unknown;
-  opts?: JobOptions;
-}
-interface FlowJob extends BulkJob {
-  queueName: string;
-  children?: FlowJob[];
-}
-interface BullFlowProducer {
-  telemetry?: unknown;
 }
 
 /** The exports of the `bullmq` module this adapter patches. */
@@ -73,25 +44,35 @@ export interface BullMQExports {
   FlowProducer?: { prototype: object };
 }
 
-
 /**
- * Set in a flow's job metadata for jobs that have children: such a job becomes ready only when
- * its children finish, a time BullMQ does not store, so no wait time is recorded for it.
- * Not a propagation field: propagators ignore it.
+ * Set in a flow's job metadata for jobs that have children: the `traceparent`s of its children's
+ * `create` spans (comma-separated, at most MAX_CHILD_LINKS), which its `process` span links to, so
+ * a trace shows the flow's fan-out. Such a job becomes ready only when its last child finishes, a
+ * time BullMQ does not store (reading it would cost a Redis round trip per job), so no wait time
+ * is recorded for it. Not a propagation field: propagators ignore it.
  */
 const AFTER_CHILDREN = 'queue_otel_after_children';
+/** Children of a flow job its process span links to (a flow may have thousands). */
+const MAX_CHILD_LINKS = 32;
 
 /** Errors a processor throws on purpose to move its job elsewhere; the attempt did not fail. */
-const DEFERRALS = new Set(['DelayedError', 'WaitingError', 'WaitingChildrenError']);
+const DEFERRALS: Record<string, Deferral> = {
+  DelayedError: 'delayed',
+  WaitingError: 'waiting',
+  WaitingChildrenError: 'waiting_children',
+};
+/** The message of `Worker.RateLimitError()`: the processor hit a rate limit of its own. */
 const RATE_LIMIT_ERROR = 'bullmq:rateLimitExceeded';
 
-function isDeferral(error: unknown): boolean {
-  const e = error as { name?: unknown; message?: unknown } | null;
-  return e != null && (DEFERRALS.has(e.name as string) || e.message === RATE_LIMIT_ERROR);
+/** Why a thrown value defers its job (BullMQ reads them by name and message too), if it does. */
+function deferralOf(error: unknown): Deferral | undefined {
+  if (readProperty(error, 'message') === RATE_LIMIT_ERROR) return 'rate_limited';
+  const name = readProperty(error, 'name');
+  return typeof name === 'string' && Object.hasOwn(DEFERRALS, name) ? DEFERRALS[name] : undefined;
 }
 
 /** The wraps that instrument one loaded copy of bullmq (CommonJS and ESM are separate copies). */
-export function bullmqPatches(exports: BullMQExports, telemetry: QueueTelemetry): MethodPatch[] {
+export function bullmqPatches(exports: BullMQExports, telemetry: JobTelemetry): MethodPatch[] {
   const patches: MethodPatch[] = [];
   const worker = exports.Worker?.prototype;
   if (worker) {
@@ -100,6 +81,7 @@ export function bullmqPatches(exports: BullMQExports, telemetry: QueueTelemetry)
       { target: worker, method: 'callProcessJob', wrap: (o) => wrapCallProcessJob(o, telemetry) },
       { target: worker, method: 'handleFailed', wrap: (o) => wrapHandleFailed(o, telemetry) },
       { target: worker, method: 'run', wrap: (o) => wrapRun(o, telemetry) },
+      { target: worker, method: 'waitForRateLimit', wrap: (o) => wrapWaitForRateLimit(o, telemetry) },
     );
   }
   const events = exports.QueueEvents?.prototype;
@@ -125,64 +107,195 @@ export function bullmqPatches(exports: BullMQExports, telemetry: QueueTelemetry)
 
 // ---- consumer ---------------------------------------------------------------------------------
 
-/** The error of the attempt each job is in, set by handleFailed and read when processJob ends. */
-const failures = new WeakMap<object, unknown>();
+/** What the attempt of a job threw, seen where the processor runs or in handleFailed. */
+const failures = new WeakMap<object, { error: unknown }>();
 /** The attempt each job is in, from processJob to callProcessJob. */
-const inFlight = new WeakMap<object, Attempt>();
+const inFlight = new WeakMap<object, AttemptHandle>();
+/** Jobs whose library span (BullMQ's own telemetry) was already marked failed. */
+const markedFailed = new WeakSet<object>();
 
-function wrapProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  const attempts = telemetry.attempts;
-  return function processJob(this: BullWorker, job: BullJob): unknown {
-    const call = original as (...a: unknown[]) => Promise<unknown>;
-    const attempt = attempts.start({
-      queue: this.name,
-      jobName: job.name,
-      jobId: job.id,
-      attempt: (job.attemptsMade ?? 0) + 1,
-      readyAt: readyAt(job),
-      carrier: carrierOf(job.opts),
-      traced: !this.opts?.telemetry,
-      job,
-    });
-    if (attempt === undefined) return call.apply(this, arguments as never);
-    const finishedBefore = job.finishedOn;
-    failures.delete(job);
-    inFlight.set(job, attempt);
-    let promise: Promise<unknown>;
-    try {
-      promise = call.apply(this, arguments as never);
-    } catch (error) {
-      inFlight.delete(job);
-      attempts.end(attempt, { outcome: 'retried', error });
-      throw error;
-    }
-    return promise.then(
-      (next) => {
-        inFlight.delete(job);
-        attempts.end(attempt, attemptEnd(job, finishedBefore));
-        return next;
-      },
-      (error: unknown) => {
-        inFlight.delete(job);
-        attempts.end(attempt, { ...attemptEnd(job, finishedBefore), error: failures.get(job) ?? error });
-        throw error;
+/** Whether BullMQ's own telemetry makes the spans of this Worker or Queue. */
+function nativeTelemetry(object: unknown): boolean {
+  return Boolean(readProperty(readProperty(object, 'opts'), 'telemetry'));
+}
+
+function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
+  const carrier = readCarrier(readProperty(job, 'opts'));
+  const id = readProperty(job, 'id');
+  return {
+    queue: String(readProperty(worker, 'name')),
+    jobName: readString(job, 'name'),
+    jobId: typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
+    attempt: (readNumber(job, 'attemptsMade') ?? 0) + 1,
+    readyAt: readyAt(job, carrier),
+    carrier,
+    links: childCarriers(carrier),
+    traced: !nativeTelemetry(worker),
+    job,
+  };
+}
+
+function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function processJob(this: BullWorker, job: unknown): unknown {
+    const args = arguments;
+    const attempt = job !== null && typeof job === 'object' ? telemetry.startAttempt(() => attemptFacts(this, job)) : undefined;
+    if (attempt === undefined) return callOriginal(original, this, args);
+    const j = job as object;
+    const finishedBefore = readProperty(j, 'finishedOn');
+    failures.delete(j);
+    markedFailed.delete(j);
+    inFlight.set(j, attempt);
+    return whenSettled(
+      () => callOriginal(original, this, args),
+      (threw, error) => {
+        inFlight.delete(j);
+        telemetry.endAttempt(attempt, attemptEnd(j, finishedBefore, threw, error));
       },
     );
   };
 }
 
 /** The processor's call: run in the attempt's context (its span, its resource slices). */
-function wrapCallProcessJob(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function callProcessJob(this: BullWorker, job: BullJob): unknown {
-    const call = original as (...a: unknown[]) => unknown;
-    const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
-    if (attempt === undefined) return call.apply(this, arguments as never);
+function wrapCallProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function callProcessJob(this: BullWorker, job: unknown): unknown {
     const args = arguments;
-    return telemetry.attempts.runProcessor(attempt, () => call.apply(this, args as never), this.childPool != null);
+    const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
+    if (attempt === undefined) return callOriginal(original, this, args);
+    const j = job as object;
+    let result: unknown;
+    try {
+      result = telemetry.runAttempt(attempt, () => callOriginal(original, this, args), readProperty(this, 'childPool') != null);
+    } catch (error) {
+      processorFailed(this, j, error, telemetry);
+      throw error;
+    }
+    // Observed on the side: the caller gets the very promise BullMQ made.
+    if (result instanceof Promise) result.then(undefined, (error: unknown) => processorFailed(this, j, error, telemetry));
+    return result;
   };
 }
 
-/** The BullMQ objects of this process per queue name, whose connections state reads can use. */
+function processorFailed(worker: BullWorker, job: object, error: unknown, telemetry: JobTelemetry): void {
+  if (!failures.has(job)) failures.set(job, { error });
+  markLibrarySpan(worker, job, error, telemetry);
+}
+
+/**
+ * With BullMQ's own telemetry the process span is BullMQ's and is active here; it records the
+ * exception but never sets an ERROR status, so set it.
+ */
+function markLibrarySpan(worker: BullWorker, job: object, error: unknown, telemetry: JobTelemetry): void {
+  if (!nativeTelemetry(worker) || deferralOf(error) !== undefined || markedFailed.has(job)) return;
+  markedFailed.add(job);
+  telemetry.failLibrarySpan(error);
+}
+
+function wrapHandleFailed(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function handleFailed(this: BullWorker, error: unknown, job: unknown): unknown {
+    if (job !== null && typeof job === 'object') {
+      // What BullMQ acts on: the processor's error, or one it raised itself.
+      failures.set(job, { error });
+      markLibrarySpan(this, job, error, telemetry);
+    }
+    return callOriginal(original, this, arguments);
+  };
+}
+
+/** Reads how the attempt ended from what BullMQ left on the job. */
+function attemptEnd(job: object, finishedBefore: unknown, threw: boolean, thrown: unknown): AttemptEnd {
+  const finishedOn = readProperty(job, 'finishedOn');
+  const finished = finishedOn !== undefined && finishedOn !== finishedBefore;
+  const failure = failures.get(job) ?? (threw ? { error: thrown } : undefined);
+  failures.delete(job);
+  const made = readNumber(job, 'attemptsMade');
+  if (failure === undefined) {
+    // No error, yet not finished: BullMQ could not record the completion (lock lost, worker
+    // closing); the job goes back to wait as stalled and runs again.
+    return finished ? { outcome: 'completed', attemptsMade: made } : { outcome: 'retried' };
+  }
+  const { error } = failure;
+  const deferral = deferralOf(error);
+  if (deferral !== undefined) return { outcome: 'deferred', deferral };
+  return finished
+    ? { outcome: 'failed', error, threw: true, attemptsMade: made }
+    : { outcome: 'retried', error, threw: true };
+}
+
+/**
+ * The worker's main loop waits here while the queue's rate limiter holds it back (its `limiter`
+ * option, or `rateLimit()` from a processor): how long it waited, each time it did.
+ */
+function wrapWaitForRateLimit(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function waitForRateLimit(this: BullWorker): unknown {
+    const limitUntil = readNumber(this, 'limitUntil') ?? 0;
+    const result = callOriginal(original, this, arguments);
+    if (limitUntil <= Date.now() || !(result instanceof Promise)) return result;
+    const startedAt = performance.now();
+    const queue = String(readProperty(this, 'name'));
+    return whenSettled(
+      () => result,
+      () => telemetry.rateLimited(queue, (performance.now() - startedAt) / 1000),
+    );
+  };
+}
+
+/** Worker processes jobs while run() lasts: register its concurrency and stalled events then. */
+const running = new WeakSet<object>();
+
+function wrapRun(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function run(this: BullWorker): unknown {
+    const args = arguments;
+    const call = () => callOriginal(original, this, args);
+    // A second run() of a running worker throws in BullMQ; do not count the worker twice.
+    if (running.has(this)) return call();
+    running.add(this);
+    watch(this, telemetry);
+    const queue = String(readProperty(this, 'name'));
+    const unregister = telemetry.workerStarted(queue, () => readNumber(this, 'concurrency') ?? 0);
+    const onStalled = () => telemetry.stalled(queue);
+    const listening = listen(this, onStalled);
+    return whenSettled(call, () => {
+      running.delete(this);
+      unregister();
+      if (listening) unlisten(this, onStalled);
+    });
+  };
+}
+
+function listen(worker: BullWorker, onStalled: () => void): boolean {
+  try {
+    worker.on('stalled', onStalled);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function unlisten(worker: BullWorker, onStalled: () => void): void {
+  try {
+    worker.off('stalled', onStalled);
+  } catch {
+    // the worker is being torn down
+  }
+}
+
+/**
+ * When the job became ready to run, for its first attempt: when it was added, plus its delay
+ * (BullMQ zeroes `job.delay` when it promotes a delayed job, so read the option). Retries, jobs
+ * back from a stall and flow parents (ready when their children finish) have no stored ready
+ * time, so none is reported for them.
+ */
+function readyAt(job: object, carrier: Record<string, unknown> | undefined): number | undefined {
+  if ((readNumber(job, 'attemptsMade') ?? 0) > 0 || (readNumber(job, 'attemptsStarted') ?? 1) > 1) return undefined;
+  const timestamp = readNumber(job, 'timestamp');
+  if (timestamp === undefined || carrier?.[AFTER_CHILDREN] !== undefined) return undefined;
+  const delay = readNumber(readProperty(job, 'opts'), 'delay');
+  return timestamp + (delay !== undefined && delay > 0 ? delay : 0);
+}
+
+// ---- queue state ------------------------------------------------------------------------------
+
+/** The BullMQ objects of this process per queue name, whose connections state reads use. */
 const holders = new QueueHolders<BullQueueObject>((object) => !object.closing);
 
 /** The connection and prefix of an open object of `queue`, if it has a Redis connection. */
@@ -205,107 +318,43 @@ async function allPlaces(): Promise<Array<RedisPlace<RedisLike>>> {
 /**
  * Starts reading the state of the queue an object points at (and of the queues listed in the
  * options, where they are found). Called where Queue, Worker and QueueEvents start working: add,
- * run. After the first call for a queue it costs a map lookup.
+ * run. After the first call for a queue it costs a few map lookups.
  */
-function watch(object: unknown, telemetry: QueueTelemetry): void {
+function watch(object: unknown, telemetry: JobTelemetry): void {
   const o = object as BullQueueObject;
-  if (typeof o?.name !== 'string' || !telemetry.config.queueState) return;
+  if (typeof readProperty(o, 'name') !== 'string' || !telemetry.queueState) return;
   holders.add(o.name, o);
-  for (const { name, entry } of watched(o.name, telemetry)) {
+  for (const { name, entry } of watched(o.name, telemetry.listedQueues)) {
     const exists = (place: RedisPlace<RedisLike>) => bullmqQueueExists(place, name);
     telemetry.watchQueue(name, () => bullmqStateSource(name, locator(name, entry, () => ownPlace(name), allPlaces, exists)));
   }
 }
 
 /** QueueEvents.run: watch its queue's state, then run. */
-function wrapWatch(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
+function wrapWatch(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
   return function run(this: unknown): unknown {
     watch(this, telemetry);
-    return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
-  };
-}
-
-/** A sandboxed job is about to be handed to this child process or thread. */
-function wrapRetain(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function retain(this: unknown): unknown {
-    const promise = (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
-    return promise.then(async (child) => {
-      const c = child as { childProcess?: { pid?: number }; worker?: object } | undefined;
-      if (c?.worker) await telemetry.attempts.attachIsolate({ kind: 'thread', thread: c.worker });
-      else if (typeof c?.childProcess?.pid === 'number') await telemetry.attempts.attachIsolate({ kind: 'process', pid: c.childProcess.pid });
-      return child;
-    });
-  };
-}
-
-/** Reads how the attempt ended from what BullMQ left on the job. */
-function attemptEnd(job: BullJob, finishedBefore: number | undefined): AttemptEnd {
-  const finished = job.finishedOn !== undefined && job.finishedOn !== finishedBefore;
-  const error = failures.get(job);
-  failures.delete(job);
-  if (error === undefined) {
-    // No error, yet not finished: BullMQ could not record the completion (lock lost, worker
-    // closing); the job goes back to wait as stalled and runs again.
-    return finished ? { outcome: 'completed', attemptsMade: job.attemptsMade } : { outcome: 'retried' };
-  }
-  if (isDeferral(error)) return { outcome: 'retried' };
-  return finished
-    ? { outcome: 'failed', error, attemptsMade: job.attemptsMade }
-    : { outcome: 'retried', error };
-}
-
-function wrapHandleFailed(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function handleFailed(this: BullWorker, error: unknown, job: BullJob): unknown {
-    if (job !== null && typeof job === 'object') failures.set(job, error);
-    // With BullMQ's own telemetry the process span is BullMQ's and is active here; it records
-    // the exception but never sets an ERROR status, so set it.
-    if (this.opts?.telemetry && !isDeferral(error)) telemetry.attempts.failActiveSpan(error);
-    return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
-  };
-}
-
-/** Worker processes jobs while run() lasts: register its concurrency and stalled events then. */
-const running = new WeakSet<object>();
-
-function wrapRun(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function run(this: BullWorker): unknown {
-    const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
-    // A second run() of a running worker throws in BullMQ; do not count the worker twice.
-    if (running.has(this)) return call();
-    running.add(this);
-    watch(this, telemetry);
-    const queue = this.name;
-    const unregister = telemetry.addWorker(queue, () => this.concurrency ?? 0);
-    const onStalled = () => telemetry.stalled(queue);
-    this.on('stalled', onStalled);
-    const cleanup = () => {
-      running.delete(this);
-      unregister();
-      this.off('stalled', onStalled);
-    };
-    return whenSettled(call, cleanup);
+    return callOriginal(original, this, arguments);
   };
 }
 
 /**
- * When the job became ready to run, for its first attempt: when it was added, plus its delay
- * (BullMQ zeroes `job.delay` when it promotes a delayed job, so read the option). Retries and
- * jobs back from a stall have no stored ready time, so none is reported for them.
+ * A sandboxed job is about to be handed to this child process or thread: tell the core, which
+ * reads its CPU baseline. BullMQ gets the child as soon as it would without queue-otel: the read
+ * of a thread's CPU runs beside the hand-over, never before it.
  */
-function readyAt(job: BullJob): number | undefined {
-  if ((job.attemptsMade ?? 0) > 0 || (job.attemptsStarted ?? 1) > 1) return undefined;
-  if (typeof job.timestamp !== 'number') return undefined;
-  const meta = job.opts?.telemetry?.metadata;
-  if (meta !== undefined && meta.includes(AFTER_CHILDREN)) return undefined;
-  const delay = job.opts?.delay;
-  return job.timestamp + (typeof delay === 'number' && delay > 0 ? delay : 0);
-}
-
-/** The producer's context, from the metadata BullMQ stores with the job (a JSON carrier). */
-function carrierOf(opts: JobOptions | undefined): Carrier | undefined {
-  const carrier = readCarrier(opts as TelemetryOptions | undefined);
-  if (carrier !== undefined) delete carrier[AFTER_CHILDREN];
-  return carrier;
+function wrapRetain(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function retain(this: unknown): unknown {
+    const result = callOriginal(original, this, arguments);
+    if (!(result instanceof Promise)) return result;
+    return result.then((child: unknown) => {
+      const thread = readProperty(child, 'worker');
+      const pid = readProperty(readProperty(child, 'childProcess'), 'pid');
+      if (thread !== null && typeof thread === 'object') void telemetry.sandboxAssigned({ kind: 'thread', thread });
+      else if (typeof pid === 'number') void telemetry.sandboxAssigned({ kind: 'process', pid });
+      return child;
+    });
+  };
 }
 
 // ---- producer ---------------------------------------------------------------------------------
@@ -313,87 +362,145 @@ function carrierOf(opts: JobOptions | undefined): Carrier | undefined {
 /**
  * Job options carrying the producer's context, in the field BullMQ's own telemetry uses
  * (`opts.telemetry.metadata`, a JSON carrier), so either side can read what the other wrote.
- * The caller's objects are never changed; a copy is returned.
+ * Options that ask BullMQ to omit the context are left alone. A copy; the caller's are unchanged.
  */
-function withCarrier(opts: JobOptions | undefined, carrier: Carrier | undefined, afterChildren = false): JobOptions | undefined {
-  if (carrier === undefined || opts?.telemetry?.omitContext || opts?.telemetry?.metadata) return opts;
-  const metadata = JSON.stringify(afterChildren ? { ...carrier, [AFTER_CHILDREN]: '1' } : carrier);
-  return { ...opts, telemetry: { ...opts?.telemetry, metadata } };
+function carried<T>(opts: T, carrier: Carrier | undefined, children?: Array<Carrier | undefined>): T {
+  if (readProperty(readProperty(opts, 'telemetry'), 'omitContext')) return opts;
+  if (children === undefined) return withCarrier(opts, carrier);
+  const creations = new Set<string>();
+  for (const child of children) {
+    const traceparent = child?.traceparent;
+    if (typeof traceparent === 'string' && creations.size < MAX_CHILD_LINKS) creations.add(traceparent);
+  }
+  return withCarrier(opts, carrier, { [AFTER_CHILDREN]: [...creations].join(',') || '1' });
 }
 
-function wrapQueueAdd(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function add(this: BullQueue, name: string, data: unknown, opts?: JobOptions): unknown {
-    const rest = Array.prototype.slice.call(arguments, 3);
-    const queue = this.name;
+/** The carriers of a flow job's children's creation, from its metadata (see AFTER_CHILDREN). */
+function childCarriers(carrier: Record<string, unknown> | undefined): Carrier[] | undefined {
+  const list = carrier?.[AFTER_CHILDREN];
+  if (typeof list !== 'string' || list === '1') return undefined;
+  return list
+    .split(',', MAX_CHILD_LINKS)
+    .filter((traceparent) => traceparent !== '')
+    .map((traceparent) => ({ traceparent }));
+}
+
+type HookJob = { name: string; data?: unknown; opts?: unknown };
+
+function wrapQueueAdd(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function add(this: { name: string }, name: unknown, data: unknown, opts: unknown): unknown {
+    const args = Array.prototype.slice.call(arguments);
     watch(this, telemetry);
-    return telemetry.sends.run(
-      {
-        queue,
-        jobs: [{ queue, jobName: name }],
-        traced: !this.opts?.telemetry,
-        hookInfo: () => ({ queue, jobs: [{ name, data, opts }] }),
-      },
-      (carrier) => (original as (...a: unknown[]) => Promise<unknown>).call(this, name, data, withCarrier(opts, carrier), ...rest),
-    );
-  };
-}
-
-function wrapQueueAddBulk(original: AnyFunction, telemetry: QueueTelemetry): AnyFunction {
-  return function addBulk(this: BullQueue, jobs: BulkJob[]): unknown {
-    if (!Array.isArray(jobs)) return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
-    const rest = Array.prototype.slice.call(arguments, 1);
-    const queue = this.name;
-    watch(this, telemetry);
-    return telemetry.sends.run(
-      {
-        queue,
-        jobs: jobs.map((job) => ({ queue, jobName: job?.name })),
-        traced: !this.opts?.telemetry,
-        hookInfo: () => ({ queue, jobs }),
-      },
-      (carrier) =>
-        (original as (...a: unknown[]) => Promise<unknown>).call(
-          this,
-          carrier === undefined ? jobs : jobs.map((job) => ({ ...job, opts: withCarrier(job.opts, carrier) })),
-          ...rest,
-        ),
-    );
-  };
-}
-
-function wrapFlowAdd(original: AnyFunction, telemetry: QueueTelemetry, bulk: boolean): AnyFunction {
-  return function add(this: BullFlowProducer, flowOrFlows: FlowJob | FlowJob[]): unknown {
-    const roots = (bulk ? flowOrFlows : [flowOrFlows]) as FlowJob[];
-    if (!Array.isArray(roots) || roots.some((r) => r === null || typeof r !== 'object')) {
-      return (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
-    }
-    const rest = Array.prototype.slice.call(arguments, 1);
-    const jobs: { queue: string; jobName: string }[] = [];
-    const visit = (node: FlowJob) => {
-      jobs.push({ queue: node.queueName, jobName: node.name });
-      node.children?.forEach(visit);
-    };
-    roots.forEach(visit);
-    const queue = roots[0]?.queueName ?? '';
-    return telemetry.sends.run(
-      {
-        queue,
-        jobs,
-        traced: !this.telemetry,
-        hookInfo: () => ({ queue, jobs: roots }),
-      },
-      (carrier) => {
-        const copy = (node: FlowJob): FlowJob => {
-          const children = node.children;
-          const hasChildren = Array.isArray(children) && children.length > 0;
-          return {
-            ...node,
-            opts: withCarrier(node.opts, carrier, hasChildren),
-            ...(Array.isArray(children) ? { children: children.map(copy) } : {}),
-          };
+    return telemetry.send(
+      () => {
+        const queue = String(readProperty(this, 'name'));
+        return {
+          queue,
+          jobs: [{ queue, jobName: typeof name === 'string' ? name : undefined }],
+          traced: !nativeTelemetry(this),
+          hookInfo: () => ({ queue, jobs: [{ name: String(name), data, opts }] }),
         };
-        const arg = carrier === undefined ? flowOrFlows : bulk ? roots.map(copy) : copy(roots[0] as FlowJob);
-        return (original as (...a: unknown[]) => Promise<unknown>).call(this, arg, ...rest);
+      },
+      (carrierFor) => {
+        const withContext = carried(opts, carrierFor(0));
+        if (withContext !== opts) args[2] = withContext;
+        return callOriginal(original, this, args);
+      },
+    );
+  };
+}
+
+function wrapQueueAddBulk(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+  return function addBulk(this: { name: string }, jobs: unknown): unknown {
+    const args = Array.prototype.slice.call(arguments);
+    if (!Array.isArray(jobs)) return callOriginal(original, this, args);
+    watch(this, telemetry);
+    return telemetry.send(
+      () => {
+        const queue = String(readProperty(this, 'name'));
+        return {
+          queue,
+          jobs: jobs.map((job) => ({ queue, jobName: readString(job, 'name') })),
+          traced: !nativeTelemetry(this),
+          hookInfo: () => ({ queue, jobs: jobs as HookJob[] }),
+        };
+      },
+      (carrierFor) => {
+        args[0] = copyEach(jobs, (job, i) => ({ ...job, opts: carried(readProperty(job, 'opts'), carrierFor(i)) }));
+        return callOriginal(original, this, args);
+      },
+    );
+  };
+}
+
+/** `jobs` with each object mapped by `copy`, or `jobs` itself if any copy fails. */
+function copyEach<T>(jobs: T[], copy: (job: T, index: number) => T): T[] {
+  try {
+    return jobs.map((job, i) => (job !== null && typeof job === 'object' ? copy(job, i) : job));
+  } catch {
+    return jobs; // objects whose getters throw: the library gets them as they are
+  }
+}
+
+interface FlowNode {
+  queueName?: unknown;
+  name?: unknown;
+  opts?: unknown;
+  children?: unknown;
+}
+
+/** Flows deeper than this are added untraced: a flow is a tree of jobs, never this deep. */
+const MAX_FLOW_DEPTH = 64;
+
+/** Every node of the flows, depth first (the order their carriers are assigned in). */
+function flowNodes(roots: unknown[]): FlowNode[] | undefined {
+  const nodes: FlowNode[] = [];
+  const visit = (node: unknown, depth: number): boolean => {
+    if (node === null || typeof node !== 'object' || depth > MAX_FLOW_DEPTH) return false;
+    nodes.push(node as FlowNode);
+    const children = readProperty(node, 'children');
+    return !Array.isArray(children) || children.every((child) => visit(child, depth + 1));
+  };
+  return roots.every((root) => visit(root, 0)) ? nodes : undefined;
+}
+
+function wrapFlowAdd(original: AnyFunction, telemetry: JobTelemetry, bulk: boolean): AnyFunction {
+  return function add(this: unknown, flowOrFlows: unknown): unknown {
+    const args = Array.prototype.slice.call(arguments);
+    const roots = bulk ? flowOrFlows : [flowOrFlows];
+    const nodes = Array.isArray(roots) ? flowNodes(roots) : undefined;
+    if (nodes === undefined) return callOriginal(original, this, args);
+    return telemetry.send(
+      () => {
+        const jobs: SentJob[] = nodes.map((node) => ({ queue: String(readProperty(node, 'queueName')), jobName: readString(node, 'name') }));
+        const root = jobs[0]?.queue ?? '';
+        return {
+          queue: undefined,
+          jobs,
+          traced: !Boolean(readProperty(this, 'telemetry')),
+          hookInfo: () => ({ queue: root, jobs: roots as HookJob[] }),
+        };
+      },
+      (carrierFor) => {
+        // Depth first, the order `nodes` has: a node's index is known before its children's.
+        let index = 0;
+        const copy = (node: FlowNode): FlowNode => {
+          const i = index++;
+          const children = readProperty(node, 'children');
+          if (!Array.isArray(children) || children.length === 0) return { ...node, opts: carried(readProperty(node, 'opts'), carrierFor(i)) };
+          const childStarts: number[] = [];
+          const copies = children.map((child) => {
+            childStarts.push(index);
+            return copy(child as FlowNode);
+          });
+          return { ...node, opts: carried(readProperty(node, 'opts'), carrierFor(i), childStarts.map((c) => carrierFor(c))), children: copies };
+        };
+        try {
+          args[0] = bulk ? (roots as FlowNode[]).map(copy) : copy((roots as FlowNode[])[0] as FlowNode);
+        } catch {
+          // nodes whose getters throw: the library gets the flow as it is
+        }
+        return callOriginal(original, this, args);
       },
     );
   };

@@ -18,7 +18,7 @@
  * - A failure's time: graphile-worker stores none; a worker's last failed attempt sets `run_at` to
  *   `now() + exp(least(attempts, 10))` seconds, which the read undoes.
  */
-import type { QueueStateResult, QueueStateSource } from '../core/queue-stats.js';
+import type { QueueStateResult, QueueStateSource } from '../core/seam.js';
 import { PLAIN_IDENTIFIER, type PgClientLike, type PgConnectionSpec, type StateSession, stateSession } from './pg-lease.js';
 
 /** graphile-worker's `withPgClient`: runs a callback with a pooled client. */

@@ -24,10 +24,11 @@
  *   the task receives), so no trace context travels with it: `send` spans have no link to
  *   `process` spans.
  */
-import type { Attempt } from '../core/attempts.js';
-import type { QueueTelemetry } from '../core/telemetry.js';
+import type { AttemptFacts, AttemptHandle, JobTelemetry } from '../core/seam.js';
+import { readNumber, readProperty, readString } from '../safe.js';
 import { type WithPgClient, graphileStateSource } from './graphile-worker-state.js';
-import type { AnyFunction } from './patch.js';
+import { QueueHolders } from './holders.js';
+import { type AnyFunction, callOriginal } from './patch.js';
 
 interface GraphileJob {
   id?: string | number;
@@ -78,8 +79,8 @@ const DEFAULT_SCHEMA = 'graphile_worker';
  * The plugin that observes every runner. `active()` says whether the instrumentation is enabled:
  * a plugin cannot be taken back from runners already started, so it goes quiet instead.
  */
-export function graphileWorkerPlugin(telemetry: QueueTelemetry, version: string, active: () => boolean): GraphileWorkerPlugin {
-  const inFlight = new WeakMap<object, Attempt>();
+export function graphileWorkerPlugin(telemetry: JobTelemetry, version: string, active: () => boolean): GraphileWorkerPlugin {
+  const inFlight = new WeakMap<object, AttemptHandle>();
   const subscribed = new WeakSet<object>();
   const workers = new WeakMap<object, () => void>();
 
@@ -87,29 +88,23 @@ export function graphileWorkerPlugin(telemetry: QueueTelemetry, version: string,
     const events = ctx.events;
     if (events === undefined || subscribed.has(events)) return;
     subscribed.add(events);
-    events.on('job:start', (({ job }: { job: GraphileJob }) => {
+    events.on('job:start', ((payload: unknown) => {
+      const job = readProperty(payload, 'job');
       if (!active() || job === null || typeof job !== 'object') return;
-      const attempt = telemetry.attempts.start({
-        queue: schema,
-        jobName: typeof job.task_identifier === 'string' ? job.task_identifier : undefined,
-        jobId: job.id === undefined ? undefined : String(job.id),
-        attempt: typeof job.attempts === 'number' ? job.attempts : 1,
-        readyAt: timeOf(job.run_at),
-        carrier: undefined,
-        traced: true,
-        job,
-      });
+      const attempt = telemetry.startAttempt(() => attemptFacts(schema, job));
       if (attempt !== undefined) inFlight.set(job, attempt);
     }) as never);
-    events.on('job:complete', (({ job, error }: { job: GraphileJob; error: unknown }) => {
+    events.on('job:complete', ((payload: unknown) => {
+      const job = readProperty(payload, 'job');
       const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
       if (attempt === undefined) return;
-      inFlight.delete(job);
-      const made = typeof job.attempts === 'number' ? job.attempts : 1;
-      const final = typeof job.max_attempts === 'number' && made >= job.max_attempts;
-      if (error === null || error === undefined) telemetry.attempts.end(attempt, { outcome: 'completed', attemptsMade: made });
-      else if (final) telemetry.attempts.end(attempt, { outcome: 'failed', error, attemptsMade: made });
-      else telemetry.attempts.end(attempt, { outcome: 'retried', error });
+      inFlight.delete(job as object);
+      const error = readProperty(payload, 'error');
+      const made = readNumber(job, 'attempts') ?? 1;
+      const max = readNumber(job, 'max_attempts');
+      if (error === null || error === undefined) telemetry.endAttempt(attempt, { outcome: 'completed', attemptsMade: made });
+      else if (max !== undefined && made >= max) telemetry.endAttempt(attempt, { outcome: 'failed', error, attemptsMade: made });
+      else telemetry.endAttempt(attempt, { outcome: 'retried', error });
     }) as never);
   };
 
@@ -118,11 +113,11 @@ export function graphileWorkerPlugin(telemetry: QueueTelemetry, version: string,
       if (typeof task !== 'function' || wrappedTasks.has(task)) continue;
       const wrapped = function (this: unknown, payload: unknown, helpers: Helpers): unknown {
         const args = arguments;
-        const call = () => (task as AnyFunction).apply(this, args as never);
+        const call = () => callOriginal(task as AnyFunction, this, args);
         if (helpers !== null && typeof helpers === 'object') wrapHelpers(helpers, schema, telemetry, active);
-        const job = helpers?.job;
+        const job = readProperty(helpers, 'job');
         const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
-        return attempt === undefined ? call() : telemetry.attempts.runProcessor(attempt, call, false);
+        return attempt === undefined ? call() : telemetry.runAttempt(attempt, call, false);
       };
       wrappedTasks.add(wrapped);
       tasks[identifier] = wrapped;
@@ -144,16 +139,16 @@ export function graphileWorkerPlugin(telemetry: QueueTelemetry, version: string,
             const worker = event?.worker;
             if (worker !== undefined && !workers.has(worker)) {
               // Each graphile-worker worker runs one job at a time.
-              workers.set(worker, telemetry.addWorker(schema, () => 1));
+              workers.set(worker, telemetry.workerStarted(schema, () => 1));
             }
             if (typeof event?.withPgClient === 'function') watch(schema, event.withPgClient, worker, telemetry);
           } catch (error) {
-            telemetry.diag.error('graphile-worker startWorker hook failed', error);
+            telemetry.warn('graphile-worker startWorker hook failed', error);
           }
         }) as never,
         stopWorker: ((_ctx: PluginContext, event: StartWorkerEvent) => {
-          const worker = event?.worker;
-          if (worker === undefined) return;
+          const worker = readProperty(event, 'worker');
+          if (worker === null || typeof worker !== 'object') return;
           workers.get(worker)?.();
           workers.delete(worker);
           unwatch(worker);
@@ -164,6 +159,20 @@ export function graphileWorkerPlugin(telemetry: QueueTelemetry, version: string,
 }
 
 const wrappedTasks = new WeakSet<object>();
+
+function attemptFacts(schema: string, job: object): AttemptFacts {
+  const id = readProperty(job, 'id');
+  return {
+    queue: schema,
+    jobName: readString(job, 'task_identifier'),
+    jobId: typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
+    attempt: readNumber(job, 'attempts') ?? 1,
+    readyAt: timeOf(readProperty(job, 'run_at')),
+    carrier: undefined,
+    traced: true,
+    job,
+  };
+}
 
 function timeOf(value: unknown): number | undefined {
   if (value instanceof Date) return value.getTime();
@@ -176,80 +185,88 @@ function timeOf(value: unknown): number | undefined {
 
 // ---- queue state ------------------------------------------------------------------------------
 
+/** A running worker's (or worker utils') database access, until it stops or is released. */
+interface PgAccess {
+  owner: object;
+  withPgClient: WithPgClient;
+  open: boolean;
+}
+
 /** The database access of each running worker per schema; state reads use any of them. */
-const holders = new Map<string, Map<object, WithPgClient>>();
+const holders = new QueueHolders<PgAccess>((access) => access.open);
+const accessOf = new WeakMap<object, PgAccess>();
 
-function openHolder(schema: string): WithPgClient | undefined {
-  const workers = holders.get(schema);
-  if (workers === undefined) return undefined;
-  for (const withPgClient of workers.values()) return withPgClient;
-  return undefined;
+function watch(schema: string, withPgClient: WithPgClient, owner: object | undefined, telemetry: JobTelemetry): void {
+  if (!telemetry.queueState) return;
+  const key = owner ?? withPgClient;
+  let access = accessOf.get(key);
+  if (access === undefined) accessOf.set(key, (access = { owner: key, withPgClient, open: true }));
+  holders.add(schema, access);
+  telemetry.watchQueue(schema, () => graphileStateSource(() => holders.open(schema)?.withPgClient, schema));
 }
 
-function watch(schema: string, withPgClient: WithPgClient, worker: object | undefined, telemetry: QueueTelemetry): void {
-  if (!telemetry.config.queueState) return;
-  let workers = holders.get(schema);
-  if (workers === undefined) holders.set(schema, (workers = new Map()));
-  workers.set(worker ?? withPgClient, withPgClient);
-  telemetry.watchQueue(schema, () => graphileStateSource(() => openHolder(schema), schema));
-}
-
-function unwatch(worker: object): void {
-  for (const [schema, workers] of holders) {
-    workers.delete(worker);
-    if (workers.size === 0) holders.delete(schema);
-  }
+function unwatch(owner: object): void {
+  const access = accessOf.get(owner);
+  if (access === undefined) return;
+  access.open = false;
+  holders.delete(access);
+  accessOf.delete(owner);
 }
 
 // ---- producers --------------------------------------------------------------------------------
 
-interface AddSpec {
-  runAt?: unknown;
+/** A `send` span around `call`, for jobs added to `schema`. */
+function sent(telemetry: JobTelemetry, schema: string, jobs: () => Array<{ name: unknown; data?: unknown; opts?: unknown }>, call: () => unknown): unknown {
+  return telemetry.send(
+    () => {
+      const list = jobs();
+      return {
+        queue: schema,
+        jobs: list.map((j) => ({ queue: schema, jobName: typeof j.name === 'string' ? j.name : undefined })),
+        traced: true,
+        hookInfo: () => ({ queue: schema, jobs: list.map((j) => ({ name: String(j.name), data: j.data, opts: j.opts })) }),
+      };
+    },
+    call,
+  );
 }
 
 /** `addJob(identifier, payload, spec)` in a `send` span. */
-function wrapAddJob(original: AnyFunction, schema: string, telemetry: QueueTelemetry, active: () => boolean): AnyFunction {
-  return function addJob(this: unknown, identifier: unknown, payload: unknown, spec?: AddSpec): unknown {
-    const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
+function wrapAddJob(original: AnyFunction, schema: string, telemetry: JobTelemetry, active: () => boolean): AnyFunction {
+  return function addJob(this: unknown, identifier: unknown, payload: unknown, spec?: unknown): unknown {
+    const args = arguments;
+    const call = () => callOriginal(original, this, args);
     if (!active() || typeof identifier !== 'string') return call();
-    return telemetry.sends.run(
-      { queue: schema, jobs: [{ queue: schema, jobName: identifier }], traced: true, hookInfo: () => ({ queue: schema, jobs: [{ name: identifier, data: payload, opts: spec }] }) },
-      () => call(),
-    );
+    return sent(telemetry, schema, () => [{ name: identifier, data: payload, opts: spec }], call);
   };
 }
 
 /** `addJobs(specs)` in one `send` span. */
-function wrapAddJobs(original: AnyFunction, schema: string, telemetry: QueueTelemetry, active: () => boolean): AnyFunction {
+function wrapAddJobs(original: AnyFunction, schema: string, telemetry: JobTelemetry, active: () => boolean): AnyFunction {
   return function addJobs(this: unknown, specs: unknown): unknown {
-    const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
+    const args = arguments;
+    const call = () => callOriginal(original, this, args);
     if (!active() || !Array.isArray(specs)) return call();
-    const list = specs as Array<{ identifier?: unknown; payload?: unknown }>;
-    return telemetry.sends.run(
-      {
-        queue: schema,
-        jobs: list.map((s) => ({ queue: schema, jobName: typeof s?.identifier === 'string' ? s.identifier : undefined })),
-        traced: true,
-        hookInfo: () => ({ queue: schema, jobs: list.map((s) => ({ name: String(s?.identifier), data: s?.payload })) }),
-      },
-      () => call(),
-    );
+    return sent(telemetry, schema, () => specs.map((s: unknown) => ({ name: readProperty(s, 'identifier'), data: readProperty(s, 'payload') })), call);
   };
 }
 
 const wrappedHolders = new WeakSet<object>();
 
 /** Wraps `addJob`/`addJobs` on an object graphile-worker handed out (runner, utils, helpers). */
-function wrapHelpers(holder: Helpers, schema: string, telemetry: QueueTelemetry, active: () => boolean): void {
+function wrapHelpers(holder: Helpers, schema: string, telemetry: JobTelemetry, active: () => boolean): void {
   if (wrappedHolders.has(holder)) return;
   wrappedHolders.add(holder);
-  if (typeof holder.addJob === 'function') holder.addJob = wrapAddJob(holder.addJob, schema, telemetry, active);
-  if (typeof holder.addJobs === 'function') holder.addJobs = wrapAddJobs(holder.addJobs, schema, telemetry, active);
+  try {
+    if (typeof holder.addJob === 'function') holder.addJob = wrapAddJob(holder.addJob, schema, telemetry, active);
+    if (typeof holder.addJobs === 'function') holder.addJobs = wrapAddJobs(holder.addJobs, schema, telemetry, active);
+  } catch {
+    // a frozen helpers object: its jobs are added untraced
+  }
 }
 
 function schemaOf(options: unknown): string {
-  const o = options as { schema?: unknown; preset?: { worker?: { schema?: unknown } } } | null | undefined;
-  const schema = o?.schema ?? o?.preset?.worker?.schema;
+  const schema = readProperty(options, 'schema') ?? readProperty(readProperty(readProperty(options, 'preset'), 'worker'), 'schema');
   return typeof schema === 'string' ? schema : (process.env.GRAPHILE_WORKER_SCHEMA ?? DEFAULT_SCHEMA);
 }
 
@@ -257,10 +274,10 @@ function schemaOf(options: unknown): string {
  * Wrappers for the exported functions that hand out producers: `run` and `makeWorkerUtils`
  * resolve an object with `addJob`/`addJobs`; `quickAddJob` (`addJobAdhoc`) adds one job.
  */
-export function graphileWorkerExportWrappers(telemetry: QueueTelemetry, active: () => boolean): Record<string, (original: AnyFunction) => AnyFunction> {
+export function graphileWorkerExportWrappers(telemetry: JobTelemetry, active: () => boolean): Record<string, (original: AnyFunction) => AnyFunction> {
   const handsOut = (original: AnyFunction) =>
     function (this: unknown, options: unknown): unknown {
-      const result = (original as (...a: unknown[]) => unknown).apply(this, arguments as never);
+      const result = callOriginal(original, this, arguments);
       if (!active() || !(result instanceof Promise)) return result;
       return result.then((value: unknown) => {
         if (value !== null && typeof value === 'object') {
@@ -268,27 +285,29 @@ export function graphileWorkerExportWrappers(telemetry: QueueTelemetry, active: 
           wrapHelpers(value as Helpers, schema, telemetry, active);
           // Worker utils carry a database client: a process that only adds jobs can read the state.
           const utils = value as { withPgClient?: unknown; release?: AnyFunction };
-          const release = utils.release;
-          if (typeof utils.withPgClient === 'function' && typeof release === 'function') {
-            watch(schema, utils.withPgClient as WithPgClient, utils, telemetry);
-            utils.release = function (this: unknown) {
-              unwatch(utils);
-              return (release as (...a: unknown[]) => unknown).apply(this, arguments as never);
-            };
+          const release = readProperty(utils, 'release');
+          const withPgClient = readProperty(utils, 'withPgClient');
+          if (typeof withPgClient === 'function' && typeof release === 'function') {
+            watch(schema, withPgClient as WithPgClient, utils, telemetry);
+            try {
+              utils.release = function (this: unknown) {
+                unwatch(utils);
+                return callOriginal(release as AnyFunction, this, arguments);
+              };
+            } catch {
+              unwatch(utils); // a frozen utils object: not read through, since its release is not seen
+            }
           }
         }
         return value;
       });
     };
   const quickAdd = (original: AnyFunction) =>
-    function (this: unknown, options: unknown, identifier: unknown, payload: unknown, spec?: AddSpec): unknown {
-      const call = () => (original as (...a: unknown[]) => Promise<unknown>).apply(this, arguments as never);
+    function (this: unknown, options: unknown, identifier: unknown, payload: unknown, spec?: unknown): unknown {
+      const args = arguments;
+      const call = () => callOriginal(original, this, args);
       if (!active() || typeof identifier !== 'string') return call();
-      const schema = schemaOf(options);
-      return telemetry.sends.run(
-        { queue: schema, jobs: [{ queue: schema, jobName: identifier }], traced: true, hookInfo: () => ({ queue: schema, jobs: [{ name: identifier, data: payload, opts: spec }] }) },
-        () => call(),
-      );
+      return sent(telemetry, schemaOf(options), () => [{ name: identifier, data: payload, opts: spec }], call);
     };
   return { run: handsOut, makeWorkerUtils: handsOut, quickAddJob: quickAdd, addJobAdhoc: quickAdd };
 }

@@ -1,17 +1,29 @@
 /**
- * The library objects of this process per queue name (queues, clients) whose connections queue
- * state reads go through. A closed object is dropped when it is next looked at, so a read finds
- * an open one or none (and then the queue is forgotten until it is used again).
+ * The library objects of this process per queue name (queues, workers, clients) whose connections
+ * queue state reads go through. Closed objects are dropped when a queue gains an object and, every
+ * so often, everywhere: a web app that makes a Queue per request and closes it must not keep every
+ * closed Queue alive.
  */
 export class QueueHolders<T extends object> {
   private readonly byQueue = new Map<string, Set<T>>();
+  private adds = 0;
 
   constructor(private readonly isOpen: (holder: T) => boolean) {}
 
   add(queue: string, holder: T): void {
     let holders = this.byQueue.get(queue);
     if (holders === undefined) this.byQueue.set(queue, (holders = new Set()));
+    this.sweep(holders);
     holders.add(holder);
+    if (++this.adds % 64 === 0) for (const [name, set] of this.byQueue) if (this.sweep(set) === 0) this.byQueue.delete(name);
+  }
+
+  /** Forgets `holder` wherever it is (it stopped). */
+  delete(holder: T): void {
+    for (const [name, set] of this.byQueue) {
+      set.delete(holder);
+      if (set.size === 0) this.byQueue.delete(name);
+    }
   }
 
   /** One open holder of each queue (closed ones are dropped). */
@@ -30,12 +42,33 @@ export class QueueHolders<T extends object> {
     for (const name of names) {
       const holders = this.byQueue.get(name);
       if (holders === undefined) continue;
-      for (const holder of holders) {
-        if (this.isOpen(holder)) return holder;
-        holders.delete(holder);
+      if (this.sweep(holders) === 0) {
+        this.byQueue.delete(name);
+        continue;
       }
-      if (holders.size === 0) this.byQueue.delete(name);
+      return holders.values().next().value;
     }
     return undefined;
+  }
+
+  /** How many holders are kept (for tests of the bound). */
+  get size(): number {
+    let n = 0;
+    for (const set of this.byQueue.values()) n += set.size;
+    return n;
+  }
+
+  /** Drops the closed holders of a set; returns how many are left. */
+  private sweep(holders: Set<T>): number {
+    for (const holder of holders) {
+      let open = false;
+      try {
+        open = this.isOpen(holder);
+      } catch {
+        // an object in a bad state is as good as closed
+      }
+      if (!open) holders.delete(holder);
+    }
+    return holders.size;
   }
 }

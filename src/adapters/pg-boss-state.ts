@@ -19,7 +19,7 @@
  *   jobs of `job_i14` (ordered by the ready time of their last attempt), exact when the queue holds
  *   at most 1,000 failed jobs, and otherwise off by at most that last attempt's wait and run time.
  */
-import type { QueueStateResult, QueueStateSource } from '../core/queue-stats.js';
+import type { QueueStateResult, QueueStateSource } from '../core/seam.js';
 import { PLAIN_IDENTIFIER, type PgConnectionSpec, stateSession } from './pg-lease.js';
 
 /** The parts of pg-boss's database object read here (`boss.getDb()`). */

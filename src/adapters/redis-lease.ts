@@ -7,8 +7,7 @@
  * empty), and in the same Redis Cluster hash slot as the queue's keys, since the only `{...}` hash
  * tag in it is the one of the queue's prefix or name.
  */
-import type { QueueEntry, ResolvedConfig } from '../config.js';
-import type { LeaseHeld, StateUnavailable } from '../core/queue-stats.js';
+import type { LeaseHeld, QueueEntry, StateUnavailable } from '../core/seam.js';
 
 /** The lease key of the queue whose keys start with `queuePrefix` (`<prefix>:<queue>:`). */
 export function leaseKey(queuePrefix: string): string {
@@ -121,8 +120,7 @@ export function locator<C>(
  * the options, each with its entry when it is listed (a listed queue whose objects close goes on
  * being read where it is found).
  */
-export function watched(queue: string, telemetry: { config: Pick<ResolvedConfig, 'queues'> }): Array<{ name: string; entry: QueueEntry | undefined }> {
-  const listed = telemetry.config.queues;
+export function watched(queue: string, listed: readonly QueueEntry[]): Array<{ name: string; entry: QueueEntry | undefined }> {
   return [{ name: queue, entry: listed.find((e) => e.name === queue) }, ...listed.filter((e) => e.name !== queue).map((entry) => ({ name: entry.name, entry }))];
 }
 

@@ -5,14 +5,10 @@ import {
   ROOT_CONTEXT,
   type Span,
   SpanKind,
-  SpanStatusCode,
   context,
-  isSpanContextValid,
-  propagation,
   trace,
 } from '@opentelemetry/api';
 import {
-  ATTR_ERROR_TYPE,
   ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_MESSAGE_ID,
   ATTR_MESSAGING_OPERATION_NAME,
@@ -20,48 +16,25 @@ import {
   ATTR_MESSAGING_SYSTEM,
   ATTR_QUEUE_JOB_ATTEMPT,
   ATTR_QUEUE_JOB_CPU_TIME,
+  ATTR_QUEUE_JOB_DEFERRAL,
   ATTR_QUEUE_JOB_MEMORY_PEAK,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   ATTR_QUEUE_JOB_WAIT_DURATION,
   OPERATION_PROCESS,
 } from '../semconv.js';
-import { errorMessage, errorType } from './error-type.js';
-import { type Isolate, type IsolateHandle, type IsolateReading, toIsolate } from './resources/isolates.js';
+import { producerContext } from './carriers.js';
+import type { CoreContext } from './context.js';
+import { errorType } from './error-type.js';
+import { callHook } from './hooks.js';
+import { type Isolate, type IsolateReading, toIsolate } from './resources/isolates.js';
 import { type LoopTenant, activeTenant, releaseTenant, runAsSlice, runWithTenant } from './resources/loop-attribution.js';
-import type { JobSeries, Outcome } from './series.js';
-import type { QueueTelemetry } from './telemetry.js';
+import type { AttemptEnd, AttemptFacts, IsolateHandle } from './seam.js';
+import type { JobSeries } from './series.js';
+import { markFailed, spanText } from './spans.js';
 
-/** What an adapter knows about a job attempt when it starts. */
-export interface AttemptFacts {
-  queue: string;
-  /** The job's name; undefined when the library has no job names (no `queue.job.name` then). */
-  jobName: string | undefined;
-  /** Goes on the span only, never on a metric. */
-  jobId: string | undefined;
-  /** 1-based attempt number. */
-  attempt: number;
-  /** Epoch ms at which the job became ready to run, when the library tells it. */
-  readyAt: number | undefined;
-  /** The producer's propagated context (W3C trace context fields), if the job carries one. */
-  carrier: Record<string, string> | undefined;
-  /** False when the library already makes a `process` span for this attempt (never make two). */
-  traced: boolean;
-  /**
-   * The library makes its own `process` span for this attempt (`traced` false) and it is the active
-   * span when `start` is called: queue-otel adds its attributes to it (job name, attempt, wait,
-   * outcome, CPU, memory) and never ends it.
-   */
-  annotateActiveSpan?: boolean;
-  /**
-   * True when the library itself records `messaging.process.duration` and
-   * `messaging.client.consumed.messages` for this attempt: queue-otel then leaves both to it, so
-   * no sum counts an attempt twice, and records everything else.
-   */
-  nativeMessagingMetrics?: boolean;
-  /** The library's job object, for the user's processHook only. */
-  job: unknown;
-}
+/** Links to related jobs' creation (a flow parent's children) a process span carries at most. */
+const MAX_RELATED_LINKS = 32;
 
 /** One running attempt: its span and what it has used so far. */
 export class Attempt implements LoopTenant {
@@ -71,16 +44,14 @@ export class Attempt implements LoopTenant {
   heldBytes = 0;
   /** The most memory it was seen to hold. */
   peakBytes = 0;
+  /** Heap bytes it allocated since the last drop of the heap was seen. */
+  recentBytes = 0;
   ended = false;
   /** Its code runs in a sandboxed process or thread, not on this loop. */
   isolated = false;
   isolate: Isolate | undefined;
   /** The sandbox's cumulative CPU when the job was handed to it. */
   isolateCpuBase: number | undefined;
-  /** The library's own span for this attempt, annotated but never ended here. */
-  librarySpan: Span | undefined;
-  /** False when the library records the messaging process metrics itself. */
-  messagingMetrics = true;
 
   constructor(
     readonly series: JobSeries,
@@ -88,13 +59,15 @@ export class Attempt implements LoopTenant {
     readonly span: Span | undefined,
     /** Context to run the job in (the span's), or undefined to leave the context alone. */
     readonly context: Context | undefined,
+    /** The library's own span for this attempt, annotated but never ended here. */
+    readonly librarySpan: Span | undefined,
+    /** False when the library records the messaging process metrics itself. */
+    readonly messagingMetrics: boolean,
   ) {}
 
   get attributable(): boolean {
     return !this.ended && !this.isolated;
   }
-
-  recentBytes = 0;
 
   addLoopTime(ms: number): void {
     this.cpuMs += ms;
@@ -117,79 +90,88 @@ export class Attempt implements LoopTenant {
   }
 }
 
-/** How an attempt ended, as the adapter saw it. */
-export interface AttemptEnd {
-  outcome: Outcome;
-  /** The error the attempt threw; absent for a completed attempt or a deliberate deferral. */
-  error?: unknown;
-  /** Attempts the job has used, when it completed or finally failed. */
-  attemptsMade?: number;
-}
-
 /** Starts and ends job attempts: the `process` span, the tracker and the per-attempt metrics. */
 export class AttemptRecorder {
-  constructor(private readonly telemetry: QueueTelemetry) {}
+  constructor(private readonly core: CoreContext) {}
 
   /** Returns undefined (and the job runs untouched) if anything in here fails. */
-  start(facts: AttemptFacts): Attempt | undefined {
-    const t = this.telemetry;
+  start(read: () => AttemptFacts): Attempt | undefined {
+    const core = this.core;
+    let facts: AttemptFacts;
+    try {
+      facts = read();
+    } catch (error) {
+      core.report.error('could not read a job\'s facts; it runs uninstrumented', error);
+      return undefined;
+    }
+    let span: Span | undefined;
     try {
       const now = performance.now();
-      const series = t.tracker.series(facts.queue, facts.jobName);
+      const limit = core.config.maxNameLength;
+      const queue = facts.queue;
+      const jobName = typeof facts.jobName === 'string' ? facts.jobName : undefined;
+      const series = core.tracker.series(queue, jobName);
+      const attempt = positiveInteger(facts.attempt);
       let waitS: number | undefined;
-      if (facts.readyAt !== undefined) {
+      const readyAt = facts.readyAt;
+      if (typeof readyAt === 'number' && Number.isFinite(readyAt)) {
         // Clocks of producer and worker machines differ; a negative wait is skew, not time.
-        waitS = Math.max(0, Date.now() - facts.readyAt) / 1000;
-        t.metrics?.waitDuration.record(waitS, series.attributes);
+        waitS = Math.max(0, Date.now() - readyAt) / 1000;
+        core.metrics?.waitDuration.record(waitS, series.attributes);
       }
-      let span: Span | undefined;
       let ctx: Context | undefined;
-      const tracer = t.tracer;
+      const tracer = core.tracer;
       if (facts.traced && tracer !== undefined) {
         const attributes: Attributes = {
-          [ATTR_MESSAGING_SYSTEM]: t.system,
-          [ATTR_MESSAGING_DESTINATION_NAME]: facts.queue,
+          [ATTR_MESSAGING_SYSTEM]: core.system,
+          [ATTR_MESSAGING_DESTINATION_NAME]: spanText(queue, limit),
           [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS,
           [ATTR_MESSAGING_OPERATION_TYPE]: OPERATION_PROCESS,
-          [ATTR_QUEUE_JOB_ATTEMPT]: facts.attempt,
         };
-        if (facts.jobName !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = facts.jobName;
-        if (facts.jobId !== undefined) attributes[ATTR_MESSAGING_MESSAGE_ID] = facts.jobId;
+        if (attempt !== undefined) attributes[ATTR_QUEUE_JOB_ATTEMPT] = attempt;
+        if (jobName !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = spanText(jobName, limit);
+        if (typeof facts.jobId === 'string') attributes[ATTR_MESSAGING_MESSAGE_ID] = spanText(facts.jobId, limit);
         if (waitS !== undefined) attributes[ATTR_QUEUE_JOB_WAIT_DURATION] = waitS;
         // A worker loop started inside some span would otherwise parent every job to it forever:
         // each attempt starts from the root, or from the producer when asked to.
         let parent: Context = ROOT_CONTEXT;
         let links: Link[] | undefined;
-        if (facts.carrier !== undefined) {
-          const producer = propagation.extract(ROOT_CONTEXT, facts.carrier);
-          const producerSpan = trace.getSpanContext(producer);
-          if (producerSpan !== undefined && isSpanContextValid(producerSpan)) {
-            if (t.config.useProducerSpanAsParent) parent = producer;
-            else links = [{ context: producerSpan }];
+        const producer = producerContext(facts.carrier);
+        if (producer !== undefined) {
+          if (core.config.useProducerSpanAsParent) parent = producer.context;
+          else links = [{ context: producer.spanContext }];
+        }
+        if (Array.isArray(facts.links)) {
+          for (const related of facts.links.slice(0, MAX_RELATED_LINKS)) {
+            const context = producerContext(related);
+            if (context !== undefined) (links ??= []).push({ context: context.spanContext });
           }
         }
-        span = tracer.startSpan(
-          `${OPERATION_PROCESS} ${facts.queue}`,
-          { kind: SpanKind.CONSUMER, attributes, links },
-          parent,
-        );
+        span = tracer.startSpan(`${OPERATION_PROCESS} ${spanText(queue, limit)}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
         ctx = trace.setSpan(parent, span);
-        if (t.config.processHook) this.runHook(span, facts);
+        const hook = core.config.processHook;
+        if (hook !== undefined) callHook(core.report, 'processHook', () => hook(span as Span, { queue, job: facts.job }));
       }
-      const library = !facts.traced && facts.annotateActiveSpan === true ? trace.getActiveSpan() : undefined;
-      if (library !== undefined && library.isRecording()) {
-        if (facts.jobName !== undefined) library.setAttribute(ATTR_QUEUE_JOB_NAME, facts.jobName);
-        library.setAttribute(ATTR_QUEUE_JOB_ATTEMPT, facts.attempt);
-        if (waitS !== undefined) library.setAttribute(ATTR_QUEUE_JOB_WAIT_DURATION, waitS);
+      let library: Span | undefined;
+      if (!facts.traced && facts.annotateActiveSpan === true) {
+        const active = trace.getActiveSpan();
+        if (active !== undefined && active.isRecording()) {
+          library = active;
+          if (jobName !== undefined) active.setAttribute(ATTR_QUEUE_JOB_NAME, spanText(jobName, limit));
+          if (attempt !== undefined) active.setAttribute(ATTR_QUEUE_JOB_ATTEMPT, attempt);
+          if (waitS !== undefined) active.setAttribute(ATTR_QUEUE_JOB_WAIT_DURATION, waitS);
+        }
       }
+      const messagingMetrics = facts.nativeMessagingMetrics !== true;
+      // Nothing below throws: from here the attempt is counted as running until it ends.
+      const running = new Attempt(series, now, span, ctx, library, messagingMetrics);
       series.started(now);
-      const attempt = new Attempt(series, now, span, ctx);
-      attempt.librarySpan = library;
-      if (facts.nativeMessagingMetrics === true) attempt.messagingMetrics = false;
-      series.runningAttempts.add(attempt);
-      return attempt;
+      if (messagingMetrics) series.delivered++;
+      series.runningAttempts.add(running);
+      return running;
     } catch (error) {
-      t.diag.error('could not start telemetry for a job; it runs uninstrumented', error);
+      endQuietly(span);
+      core.report.error('could not start telemetry for a job; it runs uninstrumented', error);
       return undefined;
     }
   }
@@ -201,7 +183,7 @@ export class AttemptRecorder {
    */
   runProcessor<T>(attempt: Attempt, fn: () => T, isolated: boolean): T {
     attempt.isolated = isolated;
-    if (!this.telemetry.resourcesOn) {
+    if (!this.core.resourcesOn) {
       return attempt.context === undefined ? fn() : context.with(attempt.context, fn);
     }
     const run = isolated ? fn : () => runAsSlice(attempt, fn);
@@ -217,19 +199,21 @@ export class AttemptRecorder {
   async attachIsolate(handle: IsolateHandle): Promise<void> {
     try {
       const attempt = activeTenant();
-      if (!(attempt instanceof Attempt) || attempt.ended || !this.telemetry.resourcesOn) return;
+      if (!(attempt instanceof Attempt) || attempt.ended || !this.core.resourcesOn) return;
       const isolate = toIsolate(handle);
       if (isolate === undefined) return;
       attempt.isolate = isolate;
       attempt.isolateCpuBase =
         isolate.readCpu !== undefined ? await withTimeout(isolate.readCpu(), 200) : isolate.readNow().cpuMs;
-      this.telemetry.addIsolated(attempt);
+      this.core.sandboxes.add(attempt);
     } catch (error) {
-      this.telemetry.diag.error('could not read a sandboxed job\'s process or thread', error);
+      this.core.report.error('could not read a sandboxed job\'s process or thread', error);
     }
   }
 
+  /** Ends an attempt once; what it recorded and its span end even if part of it fails. */
   end(attempt: Attempt, end: AttemptEnd): void {
+    if (attempt.ended) return;
     const now = performance.now();
     const { series } = attempt;
     attempt.ended = true;
@@ -237,71 +221,78 @@ export class AttemptRecorder {
     series.heldBytes -= attempt.heldBytes;
     series.runningAttempts.delete(attempt);
     series.ended(attempt.startedAt, now);
-    const t = this.telemetry;
+    const core = this.core;
+    let type: string | undefined;
     try {
-      const type = end.error === undefined ? undefined : errorType(end.error);
-      const attributes = series.outcomeAttributes(end.outcome, type);
-      if (attempt.messagingMetrics) series.endedAttempts.set(attributes, (series.endedAttempts.get(attributes) ?? 0) + 1);
-      const metrics = t.metrics;
+      // A deferral is not a failure: no error type, whatever the library threw to defer.
+      const deferred = end.outcome === 'deferred';
+      type = !deferred && (end.threw === true || end.error !== undefined) ? errorType(end.error) : undefined;
+      const metrics = core.metrics;
       if (metrics !== undefined) {
+        const attributes = series.outcomeAttributes(end.outcome, type, deferred ? end.deferral : undefined);
         if (attempt.messagingMetrics) metrics.processDuration.record((now - attempt.startedAt) / 1000, attributes);
-        if (end.attemptsMade !== undefined && end.outcome !== 'retried') {
-          metrics.attempts.record(end.attemptsMade, series.outcomeAttributes(end.outcome, undefined));
+        const made = positiveInteger(end.attemptsMade);
+        if (made !== undefined && (end.outcome === 'completed' || end.outcome === 'failed')) {
+          metrics.attempts.record(made, series.outcomeAttributes(end.outcome, undefined));
         }
       }
-      const isolate = attempt.isolate;
-      if (isolate !== undefined) {
-        t.isolated.delete(attempt);
-        const settle = (reading: IsolateReading, memoryBytes: number | undefined) => {
-          const cpu = attempt.isolateCpu(reading);
-          if (cpu !== undefined) {
-            attempt.cpuMs = cpu;
-            series.loopMs += cpu; // its CPU now counts as done work of the series
-          }
-          const memory = memoryBytes ?? reading.memoryBytes;
-          if (memory !== undefined) attempt.peakBytes = Math.max(attempt.peakBytes, memory);
-        };
-        if (isolate.readCpu !== undefined || isolate.readMemory !== undefined) {
-          // A thread is read asynchronously; the span and the peak wait for it (bounded).
-          void Promise.all([
-            isolate.readCpu === undefined ? undefined : withTimeout(isolate.readCpu(), 500),
-            isolate.readMemory === undefined ? undefined : withTimeout(isolate.readMemory(), 500),
-          ]).then(([, memory]) => {
-            settle(isolate.readNow(), memory);
-            this.finish(attempt, end, type);
-          });
-          return;
-        }
+    } catch (error) {
+      core.report.error('could not record the end of a job attempt', error);
+    }
+    const isolate = attempt.isolate;
+    if (isolate === undefined) {
+      this.finish(attempt, end, type);
+      return;
+    }
+    core.sandboxes.delete(attempt);
+    const settle = (reading: IsolateReading, memoryBytes: number | undefined) => {
+      const cpu = attempt.isolateCpu(reading);
+      if (cpu !== undefined) {
+        attempt.cpuMs = cpu;
+        series.loopMs += cpu; // its CPU now counts as done work of the series
+      }
+      const memory = memoryBytes ?? reading.memoryBytes;
+      if (memory !== undefined) attempt.peakBytes = Math.max(attempt.peakBytes, memory);
+    };
+    if (isolate.readCpu === undefined && isolate.readMemory === undefined) {
+      try {
         settle(isolate.readNow(), undefined);
+      } catch (error) {
+        core.report.error('could not read a sandboxed job\'s process or thread', error);
       }
       this.finish(attempt, end, type);
-    } catch (error) {
-      t.diag.error('could not record the end of a job attempt', error);
+      return;
     }
+    // A thread is read asynchronously; the span and the peak wait for it (bounded).
+    void Promise.all([
+      isolate.readCpu === undefined ? undefined : withTimeout(isolate.readCpu(), 500),
+      isolate.readMemory === undefined ? undefined : withTimeout(isolate.readMemory(), 500),
+    ])
+      .then(([, memory]) => settle(isolate.readNow(), memory))
+      .catch((error: unknown) => core.report.error('could not read a sandboxed job\'s process or thread', error))
+      .finally(() => this.finish(attempt, end, type));
   }
 
-  /** Records what the attempt used and ends its span. */
+  /** Records what the attempt used and ends its span (always, whatever fails before). */
   private finish(attempt: Attempt, end: AttemptEnd, type: string | undefined): void {
-    const t = this.telemetry;
+    const core = this.core;
+    const { span } = attempt;
     try {
-      const { span } = attempt;
-      const measured = t.resourcesOn && (attempt.isolate !== undefined || !attempt.isolated);
-      if (measured && t.config.jobMemory) t.metrics?.memoryPeak.record(attempt.peakBytes, attempt.series.attributes);
-      if (span !== undefined) {
-        span.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
-        if (measured && t.config.jobCpu) span.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
-        if (measured && t.config.jobMemory) span.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
-        if (type !== undefined) markFailed(span, end.error, type);
-        span.end();
+      const measured = core.resourcesOn && (attempt.isolate !== undefined || !attempt.isolated);
+      const { jobCpu, jobMemory } = core.config;
+      if (measured && jobMemory) core.metrics?.memoryPeak.record(attempt.peakBytes, attempt.series.attributes);
+      for (const target of [span, attempt.librarySpan]) {
+        if (target === undefined || !target.isRecording()) continue;
+        target.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
+        if (end.outcome === 'deferred' && end.deferral !== undefined) target.setAttribute(ATTR_QUEUE_JOB_DEFERRAL, end.deferral);
+        if (measured && jobCpu) target.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
+        if (measured && jobMemory) target.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
       }
-      const library = attempt.librarySpan;
-      if (library !== undefined && library.isRecording()) {
-        library.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
-        if (measured && t.config.jobCpu) library.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
-        if (measured && t.config.jobMemory) library.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
-      }
+      if (span !== undefined && type !== undefined) markFailed(span, end.error, type, core.config.maxNameLength);
     } catch (error) {
-      t.diag.error('could not record the end of a job attempt', error);
+      core.report.error('could not record the end of a job attempt', error);
+    } finally {
+      endQuietly(span);
     }
   }
 
@@ -312,25 +303,23 @@ export class AttemptRecorder {
   failActiveSpan(error: unknown): void {
     try {
       const span = trace.getActiveSpan();
-      if (span !== undefined && span.isRecording()) markFailed(span, error, errorType(error));
+      if (span !== undefined && span.isRecording()) markFailed(span, error, errorType(error), this.core.config.maxNameLength);
     } catch (e) {
-      this.telemetry.diag.error('could not mark the active span as failed', e);
-    }
-  }
-
-  private runHook(span: Span, facts: AttemptFacts): void {
-    try {
-      this.telemetry.config.processHook?.(span, { queue: facts.queue, job: facts.job });
-    } catch (error) {
-      this.telemetry.diag.error('processHook threw', error);
+      this.core.report.error('could not mark the active span as failed', e);
     }
   }
 }
 
-function markFailed(span: Span, error: unknown, type: string): void {
-  span.setAttribute(ATTR_ERROR_TYPE, type);
-  if (error instanceof Error) span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+function endQuietly(span: Span | undefined): void {
+  try {
+    span?.end();
+  } catch {
+    // a span processor that throws: the job goes on
+  }
+}
+
+function positiveInteger(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 ? value : undefined;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

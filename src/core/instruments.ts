@@ -5,6 +5,7 @@ import type {
   Meter,
   ObservableCounter,
   ObservableGauge,
+  ObservableUpDownCounter,
 } from '@opentelemetry/api';
 import {
   ATTEMPT_BUCKETS,
@@ -21,23 +22,24 @@ import {
   METRIC_QUEUE_JOB_MEMORY_USAGE,
   MEMORY_BUCKETS_BYTES,
   METRIC_QUEUE_JOB_STALLED,
-  METRIC_QUEUE_JOBS_COUNT,
+  METRIC_QUEUE_JOB_COUNT,
   METRIC_QUEUE_OLDEST_AGE,
   METRIC_QUEUE_FAILED_OLDEST_AGE,
   METRIC_QUEUE_JOB_RUNNING_OLDEST,
   METRIC_QUEUE_JOB_WAIT_DURATION,
   METRIC_QUEUE_WORKER_CONCURRENCY,
+  METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION,
 } from '../semconv.js';
 
 /** The live instruments a collection observes, handed to the batch callback. */
 export interface LiveInstruments {
   consumedMessages: ObservableCounter;
   busyTime: ObservableCounter;
-  active: ObservableGauge;
-  concurrency: ObservableGauge;
+  active: ObservableUpDownCounter;
+  concurrency: ObservableUpDownCounter;
   cpuTime: ObservableCounter;
-  memoryUsage: ObservableGauge;
-  jobsCount: ObservableGauge;
+  memoryUsage: ObservableUpDownCounter;
+  jobCount: ObservableUpDownCounter;
   oldestAge: ObservableGauge;
   failedOldestAge: ObservableGauge;
   runningOldest: ObservableGauge;
@@ -56,6 +58,7 @@ export class Instruments {
   readonly attempts: Histogram;
   readonly stalled: Counter;
   readonly memoryPeak: Histogram;
+  readonly rateLimitDuration: Histogram;
   private readonly live: LiveInstruments;
   private readonly callback: (result: BatchObservableResult) => void | Promise<void>;
 
@@ -94,22 +97,29 @@ export class Instruments {
       advice: { explicitBucketBoundaries: MEMORY_BUCKETS_BYTES },
       description: 'The most memory a job was seen to hold, recorded when it ends.',
     });
+    this.rateLimitDuration = meter.createHistogram(METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION, {
+      ...seconds,
+      description: "Time a worker was held back by its queue's rate limiter, each time it was: the count says how often.",
+    });
     this.live = {
-      // Observable: counted per (queue, job name, outcome) by the tracker and read at collection,
-      // which exports the same monotonic sum as a counter without an SDK record per job.
+      // Deliveries, as the messaging conventions define the counter: incremented when an attempt
+      // starts. Observable: counted per (queue, job name) by the tracker and read at collection,
+      // which exports the same monotonic sum as a counter without an SDK record per job. Outcomes
+      // are the count of messaging.process.duration by queue.job.outcome.
       consumedMessages: meter.createObservableCounter(METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES, {
         unit: '{message}',
-        description: 'Job attempts that ended, by outcome.',
+        description: 'Job deliveries: attempts started.',
       }),
       busyTime: meter.createObservableCounter(METRIC_QUEUE_JOB_BUSY_TIME, {
         unit: 's',
         description: 'Seconds of job work, running jobs included up to the moment of collection.',
       }),
-      active: meter.createObservableGauge(METRIC_QUEUE_JOB_ACTIVE, {
+      // Additive values are up-down counters: a sum over processes is then right by the data model.
+      active: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_ACTIVE, {
         unit: '{job}',
         description: 'Jobs running now.',
       }),
-      concurrency: meter.createObservableGauge(METRIC_QUEUE_WORKER_CONCURRENCY, {
+      concurrency: meter.createObservableUpDownCounter(METRIC_QUEUE_WORKER_CONCURRENCY, {
         unit: '{job}',
         description: 'Concurrency limit of the workers of this process.',
       }),
@@ -117,14 +127,15 @@ export class Instruments {
         unit: 's',
         description: 'CPU time attributed to jobs, running jobs included up to the moment of collection.',
       }),
-      memoryUsage: meter.createObservableGauge(METRIC_QUEUE_JOB_MEMORY_USAGE, {
+      memoryUsage: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_MEMORY_USAGE, {
         unit: 'By',
         description: 'Memory held by running jobs, summed by job name.',
       }),
-      jobsCount: meter.createObservableGauge(METRIC_QUEUE_JOBS_COUNT, {
+      jobCount: meter.createObservableUpDownCounter(METRIC_QUEUE_JOB_COUNT, {
         unit: '{job}',
         description: 'Jobs in the queue by state, read by one process of the cluster.',
       }),
+      // Ages are not additive: gauges.
       oldestAge: meter.createObservableGauge(METRIC_QUEUE_OLDEST_AGE, {
         unit: 's',
         description: 'How long the oldest job ready to run has been waiting.',

@@ -1,79 +1,10 @@
 import type { Attributes, DiagLogger } from '@opentelemetry/api';
-import { ATTR_QUEUE_JOB_STATE } from '../semconv.js';
+import { JOB_STATES, type JobState, type QueueStateReading, type QueueStateResult, type QueueStateSource } from './seam.js';
 
-/** Job states reported by `queue.jobs.count`. */
-export const JOB_STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'paused',
-  'failed',
-  'completed',
-] as const;
-export type JobState = (typeof JOB_STATES)[number];
-
-/** One read of a queue's state, all in one round trip. */
-export interface QueueStateReading {
-  /** Jobs per state; a state the library does not have is left out (and not reported). */
-  counts: Partial<Record<JobState, number>>;
-  /** Epoch ms at which the oldest job that is ready to run became ready. */
-  oldestReadyAt: number | undefined;
-  /** Epoch ms at which the oldest job in the failed set failed. */
-  oldestFailedAt: number | undefined;
-  /**
-   * False when the library cannot tell the oldest ready job's age cheaply: `queue.oldest.age` is
-   * then not reported for the queue (rather than reported as 0). Default true.
-   */
-  hasOldest?: boolean;
-  /** The same for `queue.failed.oldest.age`. Default true. */
-  hasFailedOldest?: boolean;
-  /** Something the user should know about how this queue is read (estimates, say): warned once. */
-  notice?: string;
-}
-
-/** Another process holds the queue's lease. */
-export interface LeaseHeld {
-  kind: 'held';
-  /** Milliseconds until the holder's lease runs out, when the store tells: the next try is then. */
-  retryInMs?: number;
-}
-
-/** The queue cannot be read truthfully here; `reason` is warned once and nothing is reported. */
-export interface StateUnavailable {
-  kind: 'unavailable';
-  reason: string;
-}
-
-/**
- * What a read gives: a reading (this process holds the lease, or no lease is used), `LeaseHeld`
- * (or `undefined`) when another process holds it, `StateUnavailable`, or `null` when this process
- * no longer has the queue open (it is forgotten until it is used again).
- */
-export type QueueStateResult = QueueStateReading | LeaseHeld | StateUnavailable | undefined | null;
-
-/** What a read is asked. */
-export interface StateReadRequest {
-  /** This process's lease owner id. */
-  owner: string;
-  /** How long a lease taken or renewed now lasts; 0: no lease, every process reads. */
-  leaseMs: number;
-  /** The store stops the read after this long where it can (PostgreSQL's statement_timeout). */
-  timeoutMs: number;
-  intervalMs: number;
-  /**
-   * To be awaited by the source once its connection is ready, right before it queries the store:
-   * waits for one of the process's read slots, and starts the read timeout.
-   */
-  begin(): Promise<void>;
-}
-
-/** Reads one queue's state from its store. */
-export interface QueueStateSource {
-  read(request: StateReadRequest): Promise<QueueStateResult>;
-  /** Gives up this process's lease, if it holds it: it stops reading the queue. */
-  release?(owner: string): Promise<unknown> | void;
+/** A queue's attribute sets: its own, and those of `queue.job.count` per state (budgeted). */
+export interface StateAttributes {
+  readonly attributes: Attributes;
+  stateAttributes(state: JobState): Attributes;
 }
 
 export interface QueueStatsOptions {
@@ -94,8 +25,7 @@ export interface QueueStateReport {
 interface Entry {
   queue: string;
   source: QueueStateSource;
-  attributes: Attributes;
-  stateAttributes: Record<JobState, Attributes>;
+  sets: StateAttributes;
   reading: QueueStateReading | undefined;
   readAt: number;
   /** When the next read is due (epoch ms). */
@@ -183,15 +113,12 @@ export class QueueStats {
   ) {}
 
   /** The first source registered for a queue is kept; a queue is read once however many objects point at it. */
-  register(queue: string, base: Attributes, source: QueueStateSource): void {
+  register(queue: string, sets: StateAttributes, source: QueueStateSource): void {
     if (this.entries.has(queue)) return;
-    const stateAttributes = {} as Record<JobState, Attributes>;
-    for (const state of JOB_STATES) stateAttributes[state] = { ...base, [ATTR_QUEUE_JOB_STATE]: state };
     const entry: Entry = {
       queue,
       source,
-      attributes: base,
-      stateAttributes,
+      sets,
       reading: undefined,
       readAt: 0,
       nextAt: Date.now(),
@@ -246,13 +173,17 @@ export class QueueStats {
     now: number,
     shape: QueueStateReading | undefined,
   ): QueueStateReport {
-    const reported: Array<{ value: number; attributes: Attributes }> = [];
+    // States past the budget share one `_OTHER` set: their counts are summed, not overwritten.
+    const byAttributes = new Map<Attributes, number>();
     for (const state of JOB_STATES) {
       const value = counts[state];
-      if (value !== undefined) reported.push({ value, attributes: entry.stateAttributes[state] });
+      if (value === undefined) continue;
+      const attributes = entry.sets.stateAttributes(state);
+      byAttributes.set(attributes, (byAttributes.get(attributes) ?? 0) + value);
     }
+    const reported = [...byAttributes].map(([attributes, value]) => ({ value, attributes }));
     return {
-      attributes: entry.attributes,
+      attributes: entry.sets.attributes,
       counts: reported,
       oldestAgeS:
         shape?.hasOldest === false

@@ -1,25 +1,31 @@
 import type { Attributes } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
-  ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_OPERATION_NAME,
-  ATTR_MESSAGING_SYSTEM,
+  ATTR_QUEUE_JOB_DEFERRAL,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   OPERATION_PROCESS,
   OPERATION_SEND,
 } from '../semconv.js';
-import { CappedRegistry } from './cardinality.js';
+import type { Deferral, Outcome } from './seam.js';
 
-/** How an attempt ended. `failed` means no attempt is left: the job is in the failed set. */
-export type Outcome = 'completed' | 'retried' | 'failed';
-
-/** Distinct `error.type` values kept per job series before the rest read `_OTHER`. */
-const MAX_ERROR_TYPES = 20;
+/**
+ * Where a series gets the attribute sets of its ended attempts: its queue, which holds the budget
+ * (see cardinality.ts) and the fallbacks for what does not fit.
+ */
+export interface OutcomeSets {
+  /** `error.type` as the queue reports it: the type, or `_OTHER` past the queue's cap. */
+  errorTypeOf(type: string): string;
+  /** Whether a new outcome set of `series` may be created. */
+  admitOutcome(series: JobSeries): boolean;
+  /** The set to use when `series` may not create one (no deferral reason there). */
+  fallbackOutcome(outcome: Outcome, errorType: string | undefined): Attributes;
+}
 
 /**
  * Everything queue-otel tracks for one (queue, job name): the attribute sets its metrics use,
- * built once and reused (the SDK hashes them on every record, allocating them per job would add
+ * built once and reused (the SDK hashes them on every record; allocating them per job would add
  * garbage on the hot path), and the running totals that the live metrics are read from.
  *
  * Busy time of running jobs is `running * now - startSum`, so a collection reads it in O(1) per
@@ -30,9 +36,13 @@ export class JobSeries {
   readonly attributes: Attributes;
   /** The same plus `messaging.operation.name = send`: sent messages. */
   readonly sendAttributes: Attributes;
-  private readonly byOutcome: Record<Outcome, Attributes>;
-  private readonly byError: Record<Outcome, CappedRegistry<Attributes>>;
+  /** The same plus `messaging.operation.name = process`: deliveries. */
+  readonly processAttributes: Attributes;
+  /** Outcome sets, created when first used (each counts against the queue's budget). */
+  private readonly byOutcome = new Map<string, Attributes>();
 
+  /** Attempts started (deliveries): `messaging.client.consumed.messages`. */
+  delivered = 0;
   /** Attempts running now. */
   running = 0;
   /** The running attempts in start order: the first is the longest-running one. */
@@ -52,23 +62,33 @@ export class JobSeries {
   private lastCpuS = 0;
 
   /** `jobName` undefined: the library has no job names (the series carries no `queue.job.name`). */
-  constructor(base: Attributes, readonly jobName: string | undefined) {
+  constructor(
+    base: Attributes,
+    readonly jobName: string | undefined,
+    private readonly sets: OutcomeSets,
+    /** Whether this is its queue's `_OTHER` (fallback) series. */
+    readonly fallback = false,
+  ) {
     this.attributes = jobName === undefined ? { ...base } : { ...base, [ATTR_QUEUE_JOB_NAME]: jobName };
     this.sendAttributes = { ...this.attributes, [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_SEND };
-    const processAttributes = { ...this.attributes, [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS };
-    const forOutcome = (outcome: Outcome) => ({ ...processAttributes, [ATTR_QUEUE_JOB_OUTCOME]: outcome });
-    this.byOutcome = { completed: forOutcome('completed'), retried: forOutcome('retried'), failed: forOutcome('failed') };
-    const forError = (outcome: Outcome) =>
-      new CappedRegistry<Attributes>(MAX_ERROR_TYPES, (type) => ({ ...this.byOutcome[outcome], [ATTR_ERROR_TYPE]: type }));
-    this.byError = { completed: forError('completed'), retried: forError('retried'), failed: forError('failed') };
+    this.processAttributes = { ...this.attributes, [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS };
   }
 
-  /** Ended attempts per attribute set (outcome, error type): `messaging.client.consumed.messages`. */
-  readonly endedAttempts = new Map<Attributes, number>();
-
-  /** Attributes of an ended attempt: by outcome, and by error type when it threw. */
-  outcomeAttributes(outcome: Outcome, errorType: string | undefined): Attributes {
-    return errorType === undefined ? this.byOutcome[outcome] : this.byError[outcome].get(errorType);
+  /**
+   * Attributes of an ended attempt: by outcome, by error type when it threw, by reason when it
+   * was deferred. Within the queue's budget; past it, the queue's fallback set for the outcome.
+   */
+  outcomeAttributes(outcome: Outcome, errorType: string | undefined, deferral?: Deferral): Attributes {
+    const type = errorType === undefined ? undefined : this.sets.errorTypeOf(errorType);
+    const key = `${outcome}\0${type ?? ''}\0${deferral ?? ''}`;
+    const found = this.byOutcome.get(key);
+    if (found !== undefined) return found;
+    if (!this.sets.admitOutcome(this)) return this.sets.fallbackOutcome(outcome, type);
+    const created: Attributes = { ...this.processAttributes, [ATTR_QUEUE_JOB_OUTCOME]: outcome };
+    if (type !== undefined) created[ATTR_ERROR_TYPE] = type;
+    if (deferral !== undefined) created[ATTR_QUEUE_JOB_DEFERRAL] = deferral;
+    this.byOutcome.set(key, created);
+    return created;
   }
 
   started(now: number): void {

@@ -1,36 +1,57 @@
-import type { BatchObservableResult, DiagLogger, Meter, Tracer } from '@opentelemetry/api';
+import type { DiagLogger, Meter, Tracer } from '@opentelemetry/api';
 import type { ResolvedConfig } from '../config.js';
 import { type Attempt, AttemptRecorder } from './attempts.js';
-import { Instruments, type LiveInstruments } from './instruments.js';
-import { QueueStats, type QueueStateSource } from './queue-stats.js';
+import { observe } from './collection.js';
+import type { CoreContext } from './context.js';
+import { Instruments } from './instruments.js';
+import { QueueStats } from './queue-stats.js';
+import { Reporter } from './report.js';
 import { acquireLoopAttribution } from './resources/loop-attribution.js';
+import { SandboxSampler } from './resources/sandboxes.js';
+import type {
+  AttemptEnd,
+  AttemptFacts,
+  AttemptHandle,
+  Carrier,
+  IsolateHandle,
+  JobTelemetry,
+  QueueEntry,
+  QueueStateSource,
+  SendFacts,
+} from './seam.js';
 import { SendRecorder } from './sends.js';
-import type { JobSeries } from './series.js';
-import { type ConcurrencySource, Tracker } from './tracker.js';
+import { Tracker } from './tracker.js';
 
 /**
- * The queue-agnostic core of one instrumentation: it owns every span and metric. Adapters hand
- * it plain facts about jobs (queue, name, id, attempt, ready time) and never touch OpenTelemetry.
+ * The core of one instrumentation: it owns every span and metric, and is what its adapter reports
+ * to ({@link JobTelemetry}). Adapters hand it plain facts about jobs and never touch OpenTelemetry.
  */
-export class QueueTelemetry {
+export class QueueTelemetry implements JobTelemetry, CoreContext {
   readonly tracker: Tracker;
-  readonly attempts: AttemptRecorder;
-  readonly sends: SendRecorder;
-  readonly stats: QueueStats;
-  /** Running attempts whose job runs in a sandboxed process or thread: read at collection. */
-  readonly isolated = new Set<Attempt>();
-  private sampler: NodeJS.Timeout | undefined;
+  readonly report: Reporter;
+  readonly sandboxes: SandboxSampler;
+  private readonly attempts: AttemptRecorder;
+  private readonly sends: SendRecorder;
+  private readonly stats: QueueStats;
   private instruments: Instruments | undefined;
   private tracerRef: Tracer | undefined;
   private releaseLoop: (() => void) | undefined;
   private enabled = false;
+  /** The SDK's cardinality limit as read from the meter provider, when it could be read. */
+  private sdkCardinalityLimit: number | undefined;
 
   constructor(
     readonly system: string,
     private currentConfig: ResolvedConfig,
-    readonly diag: DiagLogger,
+    diag: DiagLogger,
   ) {
-    this.tracker = new Tracker(system, () => this.currentConfig.maxJobNamesPerQueue);
+    this.report = new Reporter(diag);
+    this.tracker = new Tracker(
+      system,
+      () => ({ ...this.currentConfig, cardinalityLimit: this.cardinalityLimit }),
+      (key, message) => this.report.warnOnce(key, message),
+    );
+    this.sandboxes = new SandboxSampler(this.report);
     this.attempts = new AttemptRecorder(this);
     this.sends = new SendRecorder(this);
     this.stats = new QueueStats(
@@ -43,28 +64,108 @@ export class QueueTelemetry {
     );
   }
 
-  /** Reads this queue's state (depth, oldest ages) from now on, if that is on and not done yet. */
-  watchQueue(queue: string, source: () => QueueStateSource | undefined): void {
-    if (!this.currentConfig.queueState || this.stats.has(queue)) return;
-    try {
-      const s = source();
-      if (s !== undefined) this.stats.register(queue, this.tracker.queue(queue).attributes, s);
-    } catch (error) {
-      this.diag.error(`could not watch the state of queue "${queue}"`, error);
-    }
-  }
+  // ---- CoreContext ------------------------------------------------------------------------------
 
   get config(): ResolvedConfig {
     return this.currentConfig;
   }
 
-  /** Whether per-job CPU or memory is measured. */
+  get tracer(): Tracer | undefined {
+    return this.tracerRef;
+  }
+
+  /** Current instruments, or undefined while no usable meter is set. */
+  get metrics(): Instruments | undefined {
+    return this.instruments;
+  }
+
   get resourcesOn(): boolean {
     return this.releaseLoop !== undefined;
   }
 
+  /** The limit the budgets keep under: the option, or the SDK's own when that is lower. */
+  get cardinalityLimit(): number {
+    const option = this.currentConfig.cardinalityLimit;
+    return this.sdkCardinalityLimit === undefined ? option : Math.min(option, this.sdkCardinalityLimit);
+  }
+
+  // ---- JobTelemetry (what adapters use) --------------------------------------------------------
+
+  get queueState(): boolean {
+    return this.currentConfig.queueState;
+  }
+
+  get listedQueues(): readonly QueueEntry[] {
+    return this.currentConfig.queues;
+  }
+
+  startAttempt(facts: () => AttemptFacts): AttemptHandle | undefined {
+    return this.attempts.start(facts) as AttemptHandle | undefined;
+  }
+
+  runAttempt<T>(attempt: AttemptHandle, processor: () => T, sandboxed: boolean): T {
+    return this.attempts.runProcessor(attempt as unknown as Attempt, processor, sandboxed);
+  }
+
+  endAttempt(attempt: AttemptHandle, end: AttemptEnd): void {
+    this.attempts.end(attempt as unknown as Attempt, end);
+  }
+
+  sandboxAssigned(handle: IsolateHandle): Promise<void> {
+    return this.attempts.attachIsolate(handle);
+  }
+
+  failLibrarySpan(error: unknown): void {
+    this.attempts.failActiveSpan(error);
+  }
+
+  send<T>(facts: () => SendFacts, add: (carrierFor: (job: number) => Carrier | undefined) => T): T {
+    return this.sends.run(facts, add);
+  }
+
+  watchQueue(queue: string, source: () => QueueStateSource | undefined): void {
+    if (!this.currentConfig.queueState || this.stats.has(queue)) return;
+    try {
+      const s = source();
+      if (s !== undefined) this.stats.register(queue, this.tracker.queue(queue), s);
+    } catch (error) {
+      this.report.error(`could not watch the state of queue "${queue}"`, error);
+    }
+  }
+
+  workerStarted(queue: string, concurrency: () => number): () => void {
+    try {
+      return this.tracker.addWorker(queue, concurrency);
+    } catch (error) {
+      this.report.error('could not register a worker', error);
+      return () => {};
+    }
+  }
+
+  stalled(queue: string, count = 1): void {
+    try {
+      this.instruments?.stalled.add(count, this.tracker.queue(queue).attributes);
+    } catch (error) {
+      this.report.error('could not record stalled jobs', error);
+    }
+  }
+
+  rateLimited(queue: string, seconds: number): void {
+    try {
+      if (Number.isFinite(seconds) && seconds >= 0) this.instruments?.rateLimitDuration.record(seconds, this.tracker.queue(queue).attributes);
+    } catch (error) {
+      this.report.error('could not record a rate-limit wait', error);
+    }
+  }
+
+  warn(message: string, error?: unknown): void {
+    this.report.error(message, error);
+  }
+
+  // ---- lifecycle (what the instrumentation class uses) -----------------------------------------
+
   /**
-   * New options apply to the next job; a new name cap, to queues first seen after it.
+   * New options apply to the next job; new budgets, to sets not made yet.
    * `enabled`: whether the instrumentation is on, so attribution follows the new options.
    */
   setConfig(config: ResolvedConfig, enabled: boolean): void {
@@ -81,13 +182,8 @@ export class QueueTelemetry {
     try {
       this.releaseLoop = acquireLoopAttribution(jobMemory);
     } catch (error) {
-      this.diag.error('could not start per-job resource attribution', error);
+      this.report.error('could not start per-job resource attribution', error);
     }
-  }
-
-  stop(): void {
-    this.releaseLoop?.();
-    this.releaseLoop = undefined;
   }
 
   /** The instrumentation is disabled: nothing of it keeps running, and queue state is not read. */
@@ -97,153 +193,33 @@ export class QueueTelemetry {
     this.stats.stop();
   }
 
-  get tracer(): Tracer | undefined {
-    return this.tracerRef;
-  }
-
-  /** Current instruments, or undefined while no usable meter is set. */
-  get metrics(): Instruments | undefined {
-    return this.instruments;
-  }
-
   setTracer(tracer: Tracer): void {
     this.tracerRef = tracer;
   }
 
-  /** (Re)creates the instruments on a new meter; a meter that throws leaves metrics off. */
-  setMeter(meter: Meter): void {
+  /**
+   * (Re)creates the instruments on a new meter; a meter that throws leaves metrics off.
+   * `sdkCardinalityLimit`: the limit the meter provider's SDK applies, when it can be read.
+   */
+  setMeter(meter: Meter, sdkCardinalityLimit?: number): void {
+    this.sdkCardinalityLimit = sdkCardinalityLimit;
     try {
       this.instruments?.dispose();
     } catch (error) {
-      this.diag.warn('could not remove the previous metric callback', error);
+      this.report.error('could not remove the previous metric callback', error);
     }
     this.instruments = undefined;
     try {
-      this.instruments = new Instruments(meter, (result, live) => this.observe(result, live));
+      this.instruments = new Instruments(meter, (result, live) =>
+        observe(this, this.currentConfig.queueState && this.enabled ? this.stats : undefined, result, live),
+      );
     } catch (error) {
-      this.diag.error('could not create metric instruments; metrics are off', error);
+      this.report.error('could not create metric instruments; metrics are off', error);
     }
   }
 
-  /**
-   * Tracks a sandboxed attempt. While any runs, a timer samples their memory every 250 ms so the
-   * peak of a job that releases its memory before it ends is still seen.
-   */
-  addIsolated(attempt: Attempt): void {
-    this.isolated.add(attempt);
-    if (this.sampler !== undefined) return;
-    this.sampler = setInterval(() => {
-      if (this.isolated.size === 0) {
-        clearInterval(this.sampler);
-        this.sampler = undefined;
-        return;
-      }
-      try {
-        this.readIsolates();
-      } catch (error) {
-        this.diag.error('could not sample sandboxed jobs', error);
-      }
-    }, 250);
-    this.sampler.unref();
-  }
-
-  /** Registers one worker's concurrency limit; returns its unregister function. */
-  addWorker(queue: string, read: ConcurrencySource): () => void {
-    return this.tracker.addWorker(queue, read);
-  }
-
-  /** Counts jobs the queue library found stalled. */
-  stalled(queue: string, count = 1): void {
-    try {
-      this.instruments?.stalled.add(count, this.tracker.queue(queue).attributes);
-    } catch (error) {
-      this.diag.error('could not record stalled jobs', error);
-    }
-  }
-
-  /**
-   * The batch callback: O(queues + series + running sandboxed jobs), whatever the number of
-   * running jobs on this loop (their totals are kept per series as they run).
-   */
-  private observe(result: BatchObservableResult, live: LiveInstruments): void | Promise<void> {
-    try {
-      const now = performance.now();
-      const { jobCpu, jobMemory } = this.currentConfig;
-      const resources = this.resourcesOn;
-      const sandboxed = resources && this.isolated.size > 0 ? this.readIsolates() : undefined;
-      const observeSeries = (series: JobSeries, memoryExtra: number) => {
-        const extra = sandboxed?.get(series);
-        if (jobCpu) result.observe(live.cpuTime, series.cpuSeconds(extra?.cpuMs ?? 0), series.attributes);
-        if (jobMemory) result.observe(live.memoryUsage, series.heldBytes + (extra?.memoryBytes ?? 0) + memoryExtra, series.attributes);
-      };
-      const pendingMemory: Array<Promise<void>> = [];
-      if (this.currentConfig.queueState && this.enabled) {
-        for (const state of this.stats.collect()) {
-          for (const count of state.counts) result.observe(live.jobsCount, count.value, count.attributes);
-          if (state.oldestAgeS !== undefined) result.observe(live.oldestAge, state.oldestAgeS, state.attributes);
-          if (state.failedOldestAgeS !== undefined) result.observe(live.failedOldestAge, state.failedOldestAgeS, state.attributes);
-        }
-      }
-      for (const queue of this.tracker.allQueues()) {
-        result.observe(live.concurrency, queue.concurrency(), queue.attributes);
-        for (const series of queue.allSeries()) {
-          if (!series.consumed) continue;
-          result.observe(live.busyTime, series.busySeconds(now), series.attributes);
-          result.observe(live.active, series.running, series.attributes);
-          result.observe(live.runningOldest, series.oldestRunningSeconds(now), series.attributes);
-          for (const [attributes, count] of series.endedAttempts) result.observe(live.consumedMessages, count, attributes);
-          if (!resources) continue;
-          const threads = sandboxed?.get(series)?.threadMemory;
-          if (threads === undefined || !jobMemory) observeSeries(series, 0);
-          else pendingMemory.push(Promise.all(threads).then((bytes) => observeSeries(series, sum(bytes))));
-        }
-      }
-      if (pendingMemory.length > 0) {
-        return Promise.all(pendingMemory).then(
-          () => undefined,
-          (error: unknown) => this.diag.error('metric collection failed', error),
-        );
-      }
-    } catch (error) {
-      this.diag.error('metric collection failed', error);
-    }
-  }
-
-  /** Current usage of running sandboxed jobs, summed per series; updates their peaks. */
-  private readIsolates(): Map<JobSeries, IsolateTotals> {
-    const totals = new Map<JobSeries, IsolateTotals>();
-    for (const attempt of this.isolated) {
-      const isolate = attempt.isolate;
-      if (isolate === undefined) continue;
-      let entry = totals.get(attempt.series);
-      if (entry === undefined) totals.set(attempt.series, (entry = { cpuMs: 0, memoryBytes: 0, threadMemory: undefined }));
-      if (isolate.readCpu !== undefined) void isolate.readCpu(); // refreshes what readNow returns
-      const reading = isolate.readNow();
-      entry.cpuMs += attempt.isolateCpu(reading) ?? 0;
-      if (reading.memoryBytes !== undefined) {
-        entry.memoryBytes += reading.memoryBytes;
-        if (reading.memoryBytes > attempt.peakBytes) attempt.peakBytes = reading.memoryBytes;
-      }
-      if (isolate.readMemory !== undefined) {
-        (entry.threadMemory ??= []).push(
-          isolate.readMemory().then((bytes = 0) => {
-            if (bytes > attempt.peakBytes) attempt.peakBytes = bytes;
-            return bytes;
-          }),
-        );
-      }
-    }
-    return totals;
+  private stop(): void {
+    this.releaseLoop?.();
+    this.releaseLoop = undefined;
   }
 }
-
-interface IsolateTotals {
-  cpuMs: number;
-  memoryBytes: number;
-  threadMemory: Array<Promise<number>> | undefined;
-}
-
-function sum(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0);
-}
-

@@ -4,7 +4,7 @@ import {
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   ATTR_QUEUE_JOB_STATE,
-  METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES,
+  METRIC_MESSAGING_PROCESS_DURATION,
   METRIC_QUEUE_FAILED_OLDEST_AGE,
   METRIC_QUEUE_JOB_ACTIVE,
   METRIC_QUEUE_JOB_BUSY_TIME,
@@ -12,7 +12,7 @@ import {
   METRIC_QUEUE_JOB_MEMORY_USAGE,
   METRIC_QUEUE_JOB_RUNNING_OLDEST,
   METRIC_QUEUE_JOB_WAIT_DURATION,
-  METRIC_QUEUE_JOBS_COUNT,
+  METRIC_QUEUE_JOB_COUNT,
   METRIC_QUEUE_OLDEST_AGE,
   METRIC_QUEUE_WORKER_CONCURRENCY,
 } from '../semconv.js';
@@ -297,11 +297,15 @@ function groupByQueue(collection: Collection): Map<string, QueueData> {
   each(METRIC_QUEUE_JOB_MEMORY_USAGE, (d, p, v) => add(d.memory, job(p), v));
   each(METRIC_QUEUE_JOB_ACTIVE, (d, p, v) => add(d.active, job(p), v));
   each(METRIC_QUEUE_JOB_RUNNING_OLDEST, (d, p, v) => d.runningOldest.set(job(p), Math.max(v, d.runningOldest.get(job(p)) ?? 0)));
-  each(METRIC_MESSAGING_CLIENT_CONSUMED_MESSAGES, (d, p, v) => add(d.consumed, `${job(p)}\0${String(p.attributes[ATTR_QUEUE_JOB_OUTCOME])}`, v));
   each(METRIC_QUEUE_WORKER_CONCURRENCY, (d, _p, v) => (d.concurrency = (d.concurrency ?? 0) + v));
-  each(METRIC_QUEUE_JOBS_COUNT, (d, p, v) => add(d.depth, String(p.attributes[ATTR_QUEUE_JOB_STATE]), v));
+  each(METRIC_QUEUE_JOB_COUNT, (d, p, v) => add(d.depth, String(p.attributes[ATTR_QUEUE_JOB_STATE]), v));
   each(METRIC_QUEUE_OLDEST_AGE, (d, _p, v) => (d.oldest = Math.max(v, d.oldest ?? 0)));
   each(METRIC_QUEUE_FAILED_OLDEST_AGE, (d, _p, v) => (d.failedOldest = Math.max(v, d.failedOldest ?? 0)));
+  // Ended attempts by outcome: the count of the process-duration histogram.
+  for (const p of collection.get(METRIC_MESSAGING_PROCESS_DURATION) ?? []) {
+    const data = of(p);
+    if (data !== undefined && typeof p.value !== 'number') add(data.consumed, `${job(p)}\0${String(p.attributes[ATTR_QUEUE_JOB_OUTCOME])}`, p.value.count);
+  }
   for (const p of collection.get(METRIC_QUEUE_JOB_WAIT_DURATION) ?? []) {
     const data = of(p);
     if (data === undefined || typeof p.value === 'number') continue;

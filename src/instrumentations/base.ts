@@ -1,9 +1,12 @@
-import { type Tracer, diag } from '@opentelemetry/api';
+import { type Meter, type MeterProvider, type Tracer, type TracerProvider, diag, metrics, trace } from '@opentelemetry/api';
 import { InstrumentationBase, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation';
 import type { AnyFunction, MethodPatch } from '../adapters/patch.js';
 import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig } from '../config.js';
+import type { JobTelemetry } from '../core/seam.js';
 import { QueueTelemetry } from '../core/telemetry.js';
+import { SCHEMA_URL } from '../semconv.js';
 import { PACKAGE_NAME, PACKAGE_VERSION } from '../version.js';
+import { sdkCardinalityLimit } from './sdk-limits.js';
 
 /**
  * What every queue-otel instrumentation shares: validated options, the core telemetry (rebuilt
@@ -17,6 +20,8 @@ export abstract class QueueInstrumentationBase<
   private declare core: QueueTelemetry | undefined;
   private declare resolved: ResolvedConfig;
   private declare constructed: boolean;
+  private declare tracerProvider: TracerProvider | undefined;
+  private declare meterProvider: MeterProvider | undefined;
 
   protected constructor(
     private readonly system: string,
@@ -36,7 +41,7 @@ export abstract class QueueInstrumentationBase<
       const core = new QueueTelemetry(this.system, resolved, this._diag ?? diag);
       core.setTracer(this.currentTracer());
       this.core = core;
-      core.setMeter(this.meter);
+      core.setMeter(this.currentMeter(), sdkCardinalityLimit(this.meterProvider));
       if (this.isEnabled()) core.start();
     }
     return this.core;
@@ -76,14 +81,20 @@ export abstract class QueueInstrumentationBase<
     this.core?.disable();
   }
 
-  override setTracerProvider(...args: Parameters<InstrumentationBase['setTracerProvider']>): void {
-    super.setTracerProvider(...args);
+  override setTracerProvider(tracerProvider: TracerProvider): void {
+    super.setTracerProvider(tracerProvider);
+    this.tracerProvider = tracerProvider;
     this.core?.setTracer(this.currentTracer());
+  }
+
+  override setMeterProvider(meterProvider: MeterProvider): void {
+    this.meterProvider = meterProvider;
+    super.setMeterProvider(meterProvider);
   }
 
   /** Called by the base class whenever the meter provider changes. */
   protected override _updateMetricInstruments(): void {
-    this.core?.setMeter(this.meter);
+    this.core?.setMeter(this.currentMeter(), sdkCardinalityLimit(this.meterProvider));
   }
 
   /** Applies an adapter's patches to freshly loaded module exports. */
@@ -136,17 +147,17 @@ export abstract class QueueInstrumentationBase<
    * The load and unload hooks of a module (or one of its files) whose adapter patches methods:
    * `patchesOf` builds the patches for one loaded copy of its exports.
    */
-  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: QueueTelemetry) => MethodPatch[]): {
-    patch: (exports: Exports) => Exports;
-    unpatch: (exports: Exports | undefined) => void;
+  protected patching<Exports>(patchesOf: (exports: Exports, telemetry: JobTelemetry, version: string | undefined) => MethodPatch[]): {
+    patch: (exports: Exports, version?: string) => Exports;
+    unpatch: (exports: Exports | undefined, version?: string) => void;
   } {
     return {
-      patch: (exports) => {
-        this.applyPatches(patchesOf(exports, this.telemetry));
+      patch: (exports, version) => {
+        this.applyPatches(patchesOf(exports, this.telemetry, version));
         return exports;
       },
-      unpatch: (exports) => {
-        if (exports) this.removePatches(patchesOf(exports, this.telemetry));
+      unpatch: (exports, version) => {
+        if (exports) this.removePatches(patchesOf(exports, this.telemetry, version));
       },
     };
   }
@@ -155,8 +166,14 @@ export abstract class QueueInstrumentationBase<
     for (const patch of patches) this._unwrap(patch.target as Record<string, unknown>, patch.method);
   }
 
+  // The base class asks its providers for a tracer and meter without the schema URL: ask again
+  // with it, so backends know which version of the conventions the names follow.
   private currentTracer(): Tracer {
-    return this.tracer;
+    return (this.tracerProvider ?? trace.getTracerProvider()).getTracer(this.instrumentationName, this.instrumentationVersion, { schemaUrl: SCHEMA_URL });
+  }
+
+  private currentMeter(): Meter {
+    return (this.meterProvider ?? metrics.getMeterProvider()).getMeter(this.instrumentationName, this.instrumentationVersion, { schemaUrl: SCHEMA_URL });
   }
 
   protected abstract override init(): InstrumentationModuleDefinition[];

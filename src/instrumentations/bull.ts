@@ -1,5 +1,5 @@
-import { InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { type BullExports, bullPatches } from '../adapters/bull.js';
+import { InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
+import { type BullExports, bullChildPoolPatches, bullPatches } from '../adapters/bull.js';
 import type { QueueInstrumentationConfig } from '../config.js';
 import { QueueInstrumentationBase } from './base.js';
 
@@ -24,6 +24,11 @@ export class BullInstrumentation extends QueueInstrumentationBase {
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<BullExports>(bullPatches);
-    return [new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch)];
+    const pool = this.patching<unknown>(bullChildPoolPatches);
+    return [
+      new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch, [
+        new InstrumentationNodeModuleFile('bull/lib/process/child-pool.js', SUPPORTED, pool.patch, pool.unpatch),
+      ]),
+    ];
   }
 }

@@ -62,6 +62,11 @@ const OPTION_VARIABLES: Record<keyof QueueInstrumentationConfig, { name: string;
   queueStateTimeout: { name: 'QUEUE_OTEL_QUEUE_STATE_TIMEOUT', parse: integer(1, 'a whole number of milliseconds >= 1') },
   queueStateLeader: { name: 'QUEUE_OTEL_QUEUE_STATE_LEADER', parse: boolean },
   queues: { name: 'QUEUE_OTEL_QUEUES', parse: list },
+  maxQueues: { name: 'QUEUE_OTEL_MAX_QUEUES', parse: integer(1, 'an integer >= 1') },
+  maxErrorTypesPerQueue: { name: 'QUEUE_OTEL_MAX_ERROR_TYPES_PER_QUEUE', parse: integer(1, 'an integer >= 1') },
+  maxNameLength: { name: 'QUEUE_OTEL_MAX_NAME_LENGTH', parse: integer(1, 'an integer >= 1') },
+  cardinalityLimit: { name: 'QUEUE_OTEL_CARDINALITY_LIMIT', parse: integer(1, 'an integer >= 1') },
+  createSpans: { name: 'QUEUE_OTEL_CREATE_SPANS', parse: boolean },
 };
 
 /** Variables of register itself, not options of the instrumentations. */

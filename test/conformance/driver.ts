@@ -1,6 +1,6 @@
 // What the conformance suite needs from a queue library: how to make a queue, add a job and
 // process it with that library's own API. One driver per library (test/conformance/drivers/).
-import type { JobState } from '../../src/core/queue-stats.js';
+import type { JobState } from '../../src/core/seam.js';
 import type { QueueInstrumentationConfig } from '../../src/index.js';
 import type { Telemetry } from '../helpers/sdk.js';
 
@@ -50,7 +50,7 @@ export interface Features {
    * itself (pg-boss): queue-otel annotates its spans and adds the rest.
    */
   nativeTelemetry?: { scope: string };
-  /** States `queue.jobs.count` reports for a queue. */
+  /** States `queue.job.count` reports for a queue. */
   states: readonly JobState[];
   /** `queue.oldest.age` is reported. */
   oldestAge: boolean;

@@ -7,11 +7,13 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   AggregationTemporality,
   type DataPoint,
+  DataPointType,
   type Histogram,
   InstrumentType,
   MeterProvider,
   MetricReader,
   type MetricData,
+  type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { BullMQInstrumentation, type BullMQInstrumentationConfig } from '../../src/index.js';
@@ -29,17 +31,41 @@ export function globalContext(): void {
 }
 
 /**
- * A reader that collects only when the test asks: each collection is one "scrape". Gauges use
- * delta temporality so that an attribute set the callback did not observe is absent from the
- * collection (with cumulative temporality the SDK repeats its last value), which lets tests see
- * what queue-otel reported at each collection; everything else is cumulative.
+ * A reader that collects only when the test asks: each collection is one "scrape", and shows what
+ * queue-otel observed at that collection. With cumulative temporality the SDK repeats the last
+ * value of an asynchronous instrument's attribute set the callback did not observe; so gauges and
+ * up-down counters are read with delta temporality (an unobserved set is then absent), and
+ * {@link TestReader.observed} turns an up-down counter's deltas back into the observed values.
+ * Everything else is cumulative.
  */
 export class TestReader extends MetricReader {
+  private readonly sums = new Map<string, number>();
+
   constructor() {
     super({
       aggregationTemporalitySelector: (type) =>
-        type === InstrumentType.OBSERVABLE_GAUGE ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
+        type === InstrumentType.OBSERVABLE_GAUGE || type === InstrumentType.OBSERVABLE_UP_DOWN_COUNTER
+          ? AggregationTemporality.DELTA
+          : AggregationTemporality.CUMULATIVE,
     });
+  }
+
+  /** Collects once; up-down counters carry the value observed (the sum of their deltas). */
+  async observed(): Promise<ResourceMetrics> {
+    const { resourceMetrics, errors } = await this.collect();
+    if (errors.length > 0) throw errors[0];
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.dataPointType !== DataPointType.SUM || metric.isMonotonic || metric.aggregationTemporality !== AggregationTemporality.DELTA) continue;
+        for (const p of metric.dataPoints) {
+          const key = `${scope.scope.name}\0${metric.descriptor.name}\0${JSON.stringify(Object.entries(p.attributes).sort())}`;
+          const sum = (this.sums.get(key) ?? 0) + p.value;
+          this.sums.set(key, sum);
+          (p as { value: number }).value = sum;
+        }
+      }
+    }
+    return resourceMetrics;
   }
 
   protected async onShutdown(): Promise<void> {}
@@ -76,8 +102,7 @@ export function setupOtel(config?: BullMQInstrumentationConfig): Otel {
     tracerProvider,
     meterProvider,
     async collect() {
-      const { resourceMetrics, errors } = await reader.collect();
-      if (errors.length > 0) throw errors[0];
+      const resourceMetrics = await reader.observed();
       const byName = new Map<string, MetricData>();
       for (const scope of resourceMetrics.scopeMetrics) for (const m of scope.metrics) byName.set(m.descriptor.name, m);
       return byName;

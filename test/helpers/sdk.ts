@@ -34,11 +34,7 @@ export function setupTelemetry<I extends QueueInstrumentationBase>(instrumentati
     trace.setGlobalTracerProvider(tracerProvider);
     metrics.setGlobalMeterProvider(meterProvider);
   }
-  const collectAll = async () => {
-    const { resourceMetrics, errors } = await reader.collect();
-    if (errors.length > 0) throw errors[0];
-    return resourceMetrics.scopeMetrics;
-  };
+  const collectAll = async () => (await reader.observed()).scopeMetrics;
   const byName = (scopes: Awaited<ReturnType<typeof collectAll>>, match: (scope: string) => boolean) => {
     const map = new Map<string, MetricData>();
     for (const scope of scopes) if (match(scope.scope.name)) for (const m of scope.metrics) map.set(m.descriptor.name, m);

@@ -11,6 +11,7 @@
  *   time), and its V8 used heap (`worker.getHeapStatistics()`, asynchronous) as its memory.
  */
 import { readFileSync } from 'node:fs';
+import type { IsolateHandle } from '../seam.js';
 
 /** One reading of an isolate. `cpuMs` is cumulative since the isolate started. */
 export interface IsolateReading {
@@ -29,18 +30,6 @@ export interface Isolate {
    * returns the last value this read obtained.
    */
   readCpu?(): Promise<number | undefined>;
-}
-
-/** What an adapter knows about where a sandboxed job runs. */
-export type IsolateHandle =
-  | { kind: 'process'; pid: number }
-  | { kind: 'thread'; thread: ThreadLike };
-
-/** The parts of `worker_threads.Worker` read here. */
-export interface ThreadLike {
-  cpuUsage?(): Promise<{ user: number; system: number }>;
-  performance?: { eventLoopUtilization(): { active: number } };
-  getHeapStatistics?(): Promise<{ used_heap_size: number }>;
 }
 
 // Linux reports CPU in clock ticks of USER_HZ, 100 on every mainstream kernel build.

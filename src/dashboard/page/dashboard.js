@@ -105,7 +105,7 @@
         ],
       },
       {
-        id: 'depth', title: 'Queue depth', note: 'queue.jobs.count by state', fmt: plain,
+        id: 'depth', title: 'Queue depth', note: 'queue.job.count by state', fmt: plain,
         lines: Object.keys(q.depth).sort().map(function (s) {
           // completed is history, not backlog: off until its legend entry is clicked.
           return { label: s, values: q.depth[s], color: STATE_COLORS[s] || colorFor(s), show: s !== 'completed' };

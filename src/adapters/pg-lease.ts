@@ -102,13 +102,31 @@ class StateSession {
   private idleTimer: NodeJS.Timeout | undefined;
   /** The last query queued: the next waits for it. */
   private tail: Promise<void> = Promise.resolve();
+  /** The last read queued: the next one's turn comes when it ends. */
+  private turns: Promise<void> = Promise.resolve();
   /** Set once a transaction pooler is seen: nothing is read through this database any more. */
   pooled = false;
 
   constructor(private readonly spec: PgConnectionSpec) {}
 
-  /** Runs a read, taking the queue's lease first when it is not held yet. */
+  /**
+   * Runs a read, taking the queue's lease first when it is not held yet. Reads take turns on the
+   * session (its statements run one at a time anyway), and each begins (its timeout starts) on its
+   * turn, so reads queued behind others do not time out for waiting.
+   */
   async read(read: LeasedRead): Promise<LeasedRow> {
+    const previous = this.turns;
+    let done!: () => void;
+    this.turns = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await previous;
+      return await this.readOnTurn(read);
+    } finally {
+      done();
+    }
+  }
+
+  private async readOnTurn(read: LeasedRead): Promise<LeasedRow> {
     this.touch(read.idleMs);
     const client = await this.connected();
     await read.begin();

@@ -283,7 +283,7 @@ export class QueueStats {
       timer = setTimeout(() => fail(new Error(message)), ms);
       timer.unref();
     };
-    arm(connectMs, `no connection to read through within ${connectMs} ms`);
+    arm(connectMs, `not started within ${connectMs} ms (no connection, or other reads ahead of it)`);
     let begun = false;
     const begin = async (): Promise<void> => {
       if (settled) throw new Error('read abandoned');

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { type DiagLogger, DiagLogLevel, diag } from '@opentelemetry/api';
 import { AggregationTemporality, InstrumentType, MeterProvider, type MetricData, MetricReader } from '@opentelemetry/sdk-metrics';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { PgBossInstrumentation } from '../src/index.js';
 import { privateRedis } from './helpers/monitor.js';
 import { points, setupOtel } from './helpers/otel.js';
@@ -51,6 +51,9 @@ function wideCollector(instrumentation: { setMeterProvider(provider: MeterProvid
 const bullCollect = wideCollector(bull.instrumentation);
 const bossCollect = wideCollector(boss.instrumentation);
 const closers: Array<() => Promise<unknown>> = [];
+beforeEach(() => {
+  warnings.length = 0;
+});
 afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => {});
   await bull.shutdown();

@@ -357,13 +357,14 @@ export class QueueStats {
 
   /**
    * A read failed: it is tried again soon (after 1, 2, 4 ... seconds, at most an interval), and
-   * warned once the queue has gone an interval without a good read, so a transient failure (a
-   * process connecting hundreds of queues at startup, say) is not worth a warning.
+   * warned once the queue has gone three intervals without a good read (when its state starts
+   * being left out), so a transient failure (a process connecting hundreds of queues at startup,
+   * say) is not worth a warning.
    */
   private failed(entry: Entry, error: unknown, intervalMs: number): void {
     entry.failures++;
     entry.nextAt = Date.now() + Math.min(intervalMs, 1_000 * 2 ** (entry.failures - 1));
-    if (entry.failing || Date.now() - entry.okAt < intervalMs) return;
+    if (entry.failing || Date.now() - entry.okAt < 3 * intervalMs) return;
     entry.failing = true;
     let failing = 0;
     for (const e of this.entries.values()) if (e.failing) failing++;

@@ -39,6 +39,15 @@ export const ATTR_QUEUE_JOB_ATTEMPT = 'queue.job.attempt';
 /** Span only: seconds the job waited between becoming ready and this attempt's start. */
 export const ATTR_QUEUE_JOB_WAIT_DURATION = 'queue.job.wait.duration';
 
+/**
+ * On `queue.schedule.*`: which schedule a run belongs to (a BullMQ job scheduler id or repeat key,
+ * Bull's repeat key, pg-boss's queue and schedule key, graphile-worker's crontab task identifier),
+ * capped per queue like job names (`_OTHER` past the cap).
+ */
+export const ATTR_QUEUE_SCHEDULE_NAME = 'queue.schedule.name';
+/** Span only: seconds between the time a scheduled run was due and its start. */
+export const ATTR_QUEUE_SCHEDULE_LAG = 'queue.schedule.lag';
+
 /** On `queue.job.count`: the state the jobs are in (`waiting`, `active`, `delayed`, ...). */
 export const ATTR_QUEUE_JOB_STATE = 'queue.job.state';
 /** Span only: CPU seconds the attempt used (see README for what CPU means in each mode). */
@@ -61,6 +70,10 @@ export const METRIC_QUEUE_OLDEST_AGE = 'queue.oldest.age';
 export const METRIC_QUEUE_FAILED_OLDEST_AGE = 'queue.failed.oldest.age';
 export const METRIC_QUEUE_JOB_RUNNING_OLDEST = 'queue.job.running.oldest';
 export const METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION = 'queue.worker.rate_limit.duration';
+/** Seconds from the time each scheduled run was due until it started (see docs/schedules.md). */
+export const METRIC_QUEUE_SCHEDULE_LAG = 'queue.schedule.lag';
+/** Runs a scheduler says it missed at their time (graphile-worker backfills, pg-boss catch-ups). */
+export const METRIC_QUEUE_SCHEDULE_MISSED = 'queue.schedule.missed';
 
 /** Values of `messaging.operation.name` / `messaging.operation.type`. */
 export const OPERATION_SEND = 'send';

@@ -67,7 +67,7 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     await browser?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
     await worker?.stop();
-    for (const name of ['emails', 'reports', 'webhooks', 'busy']) {
+    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing']) {
       const q = new Queue(name, { connection: connection(), prefix: PREFIX });
       await q.obliterate({ force: true });
       await q.close();
@@ -157,4 +157,21 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     await page.locator('nav button[data-q="reports"]').click();
     await page.screenshot({ path: join(ROOT, 'test-artifacts/dashboard.png'), fullPage: true });
   }, 90_000);
+
+  it('draws the lag of the demo\'s late scheduler, and its row in the schedules table', async () => {
+    // billing-sync is due every 5 s and its run takes 6-7 s on one worker: each run starts late.
+    let lag: Array<number | null> | undefined;
+    await expect
+      .poll(async () => ((lag = (await charts())['billing/schedules']?.['billing-sync']), max(lag)), { timeout: 30_000, interval: 1000 })
+      .toBeGreaterThan(0.5);
+    expect(pageErrors).toEqual([]);
+    const row = page.locator('section[data-queue="billing"] table.schedules tbody tr');
+    await expect.poll(() => row.count()).toBe(1);
+    const cells = await row.first().locator('td').allTextContents();
+    expect(cells[0]).toBe('billing-sync');
+    expect(Number(cells[1])).toBeGreaterThanOrEqual(2); // runs
+    expect(cells[2]).toMatch(/ s$/); // the latest run's lag, in seconds
+    expect(cells[3]).toMatch(/ ago$/);
+    expect(cells[4]).toBe('0'); // BullMQ does not tell missed runs
+  }, 60_000);
 });

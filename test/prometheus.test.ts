@@ -1,7 +1,9 @@
 // End to end with a real Prometheus server (Debian's `prometheus`, loopback, its own temp dir and a
 // free port, 1 s scrapes) scraping the demo's worker started through queue-otel/register:
 // the alert rules pass `promtool check rules` and load healthy, every query of the Grafana
-// dashboard returns data, and the rate of busy time equals the number of busy workers.
+// dashboard returns data, and the rate of busy time equals the number of busy workers. A second
+// target, test/fixtures/register/schedules-app.mjs (pg-boss and graphile-worker back from a
+// 10-minute outage of their schedulers), makes the schedule rules fire on real data.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBinary, requireBinary } from './helpers/binaries.js';
+import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { type Child, ROOT, freePort, startNode } from './helpers/processes.js';
 import { connection, sleep, until } from './helpers/redis.js';
 
@@ -27,6 +30,9 @@ const PREFIX = `qo-test-prom-${process.pid}`;
 const RATE_WINDOW_S = 20;
 
 let worker: Child;
+let schedulesApp: Child;
+const SCHEDULES_SCHEMA = schemaName('prom_sched');
+const SCHEDULES_QUEUE = `prom_sched_${process.pid}`;
 let prometheus: Child;
 let api: string;
 let dir: string;
@@ -58,7 +64,21 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       DEMO_BUSY_WORKERS: String(BUSY_WORKERS),
       DEMO_BUSY_JOB_S: '600',
     });
+    const schedulesPort = await freePort();
+    schedulesApp = startNode(['--import', 'queue-otel/register'], 'test/fixtures/register/schedules-app.mjs', {
+      OTEL_SERVICE_NAME: 'prometheus-e2e-schedules',
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(schedulesPort),
+      OTEL_TRACES_EXPORTER: 'none',
+      QUEUE_OTEL_QUEUE_STATE: 'false',
+      PG_URL: pgUrl(),
+      QO_SCHEMA: SCHEDULES_SCHEMA,
+      QO_QUEUE: SCHEDULES_QUEUE,
+      QO_DOWN_MIN: '10',
+    });
     await worker.waitFor(/demo: worker running/);
+    await schedulesApp.waitFor(/SCHEDULES_DONE/, 60_000);
 
     const port = await freePort();
     writeFileSync(
@@ -73,6 +93,9 @@ describe.skipIf(skip)('Prometheus end to end', () => {
         '  - job_name: queue-otel-demo',
         '    static_configs:',
         `      - targets: ["127.0.0.1:${metricsPort}"]`,
+        '  - job_name: queue-otel-schedules',
+        '    static_configs:',
+        `      - targets: ["127.0.0.1:${schedulesPort}"]`,
         '',
       ].join('\n'),
     );
@@ -113,8 +136,10 @@ describe.skipIf(skip)('Prometheus end to end', () => {
   afterAll(async () => {
     await prometheus?.stop();
     await worker?.stop();
+    await schedulesApp?.stop();
+    await dropSchemas(SCHEDULES_SCHEMA, `${SCHEDULES_SCHEMA}_boss`).catch(() => {});
     if (dir) rmSync(dir, { recursive: true, force: true });
-    for (const name of ['emails', 'reports', 'webhooks', 'busy']) {
+    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing']) {
       const q = new Queue(name, { connection: connection(), prefix: PREFIX });
       await q.obliterate({ force: true });
       await q.close();
@@ -124,7 +149,7 @@ describe.skipIf(skip)('Prometheus end to end', () => {
   it('the alert rules pass promtool check rules, and load and evaluate healthy in Prometheus', { timeout: 90_000 }, async () => {
     const check = spawnSync(PROMTOOL!, ['check', 'rules', RULES], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toContain('SUCCESS: 6 rules found');
+    expect(check.stdout).toContain('SUCCESS: 9 rules found');
 
     const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as {
       data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
@@ -136,6 +161,9 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       'QueueJobMemoryHigh',
       'QueueJobStuck',
       'QueueOldestJobWaitingTooLong',
+      'QueueScheduleNotRun',
+      'QueueScheduleRunLate',
+      'QueueScheduleRunMissed',
       'QueueWorkersSaturated',
     ]);
     expect(all.filter((r) => r.health !== 'ok')).toEqual([]);
@@ -147,6 +175,40 @@ describe.skipIf(skip)('Prometheus end to end', () => {
       return alerts.data.alerts.some((a) => a.labels.alertname === 'QueueDeadLettersGrowing' && a.labels.messaging_destination_name === 'webhooks' && a.state === 'firing');
     };
     await until(firing, 15_000, 'QueueDeadLettersGrowing firing for webhooks');
+  });
+
+  it('the schedule rules fire on real data: late and missed runs after an outage, and a schedule that has not run', { timeout: 90_000 }, async () => {
+    type Alert = { labels: Record<string, string>; state: string };
+    const alerts = async () => ((await (await fetch(`${api}/api/v1/alerts`)).json()) as { data: { alerts: Alert[] } }).data.alerts;
+    const firing = (list: Alert[], name: string, system: string, schedule: string) =>
+      list.some((a) => a.labels.alertname === name && a.state === 'firing' && a.labels.messaging_system === system && a.labels.queue_schedule_name === schedule);
+    // graphile-worker backfilled 10 missed minutes, the oldest about 10 minutes late; pg-boss sent
+    // one catch-up run. The demo's BullMQ scheduler runs a few seconds late: not past 5 minutes.
+    await until(async () => {
+      const list = await alerts();
+      return (
+        firing(list, 'QueueScheduleRunLate', 'graphile-worker', 'nightly-billing') &&
+        firing(list, 'QueueScheduleRunMissed', 'graphile-worker', 'nightly-billing') &&
+        firing(list, 'QueueScheduleRunMissed', 'pg-boss', `${SCHEDULES_QUEUE}:nightly`)
+      );
+    }, 30_000, 'the late and missed schedule alerts');
+    const list = await alerts();
+    expect(list.filter((a) => a.labels.alertname?.startsWith('QueueSchedule') && a.labels.queue_schedule_name === 'billing-sync')).toEqual([]);
+    const [missed] = await query(`sum(queue_schedule_missed_total{queue_schedule_name="nightly-billing"})`);
+    expect(Number(missed!.value[1])).toBeGreaterThanOrEqual(9);
+    expect(Number(missed!.value[1])).toBeLessThanOrEqual(10);
+    const [demoLag] = await query('sum(queue_schedule_lag_sum{queue_schedule_name="billing-sync"}) / sum(queue_schedule_lag_count{queue_schedule_name="billing-sync"})');
+    console.log(`prometheus e2e: the demo's billing-sync scheduler runs ${Number(demoLag!.value[1]).toFixed(2)} s late on average; graphile-worker missed ${missed!.value[1]} minutes`);
+    expect(Number(demoLag!.value[1])).toBeGreaterThan(0.5);
+
+    // "Has not run for 25 hours, ran in 3 days", on a scale a test can wait for: not for 15 s, in
+    // 10 min. graphile-worker's crontab runs once a minute; the demo's scheduler every few seconds.
+    const rules = readFileSync(RULES, 'utf8');
+    const notRun = /- alert: QueueScheduleNotRun[\s\S]*?expr: \|\n([\s\S]*?)\n\s+labels:/.exec(rules)![1]!;
+    const scaled = notRun.replaceAll('[3d]', '[10m]').replaceAll('[25h]', '[15s]').replaceAll('offset 25h', 'offset 15s');
+    let quiet: Sample[] = [];
+    await until(async () => (quiet = await query(scaled)).some((r) => r.metric.queue_schedule_name === 'nightly-billing'), 70_000, 'a minute with no crontab run for 15 s');
+    expect(quiet.map((r) => r.metric.queue_schedule_name)).not.toContain('billing-sync');
   });
 
   it('every query of the Grafana dashboard returns data', { timeout: 60_000 }, async () => {

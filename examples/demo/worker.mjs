@@ -8,6 +8,9 @@
 //             which loads a whole "table" (600,000 rows) into memory before writing it out
 //   webhooks  deliver-webhook: flaky, fails 45% of attempts with WebhookTimeout and retries with
 //             backoff; some use up their 4 attempts and end in the failed set (dead letters)
+//   billing   a job scheduler (`billing-sync`, every 5 s) whose run (charge-cards) takes 6-7 s on
+//             one worker: each run starts late (queue.schedule.lag), and BullMQ skips the
+//             occurrences that pass while one runs
 //
 // Environment: REDIS_URL (default redis://127.0.0.1:6379), DEMO_DURATION_S (stop after that many
 // seconds; default: run until SIGINT/SIGTERM), DEMO_BUSY_WORKERS=N (adds a `busy` queue whose N
@@ -76,13 +79,17 @@ const processors = {
     if (Math.random() < 0.45) throw new WebhookTimeout('endpoint did not answer in time');
     return { status: 200 };
   },
+  billing: async () => {
+    await sleep(between(6000, 7000));
+    return { charged: true };
+  },
   busy: async (job) => {
     await sleep(job.data.seconds * 1000);
     return 'done';
   },
 };
 
-const concurrency = { emails: 10, reports: 4, webhooks: 5, busy: busyWorkers };
+const concurrency = { emails: 10, reports: 4, webhooks: 5, billing: 1, busy: busyWorkers };
 const names = Object.keys(processors).filter((q) => q !== 'busy' || busyWorkers > 0);
 
 // One demo per prefix at a time: a second one would obliterate the first one's queues under it.
@@ -118,6 +125,8 @@ if (busyWorkers > 0) {
     Array.from({ length: busyWorkers }, (_, i) => ({ name: 'long-export', data: { i, seconds: busyJobS }, opts: keep })),
   );
 }
+// A scheduler that cannot keep up: due every 5 s, its run takes longer than that.
+await queues.billing.upsertJobScheduler('billing-sync', { every: 5_000 }, { name: 'charge-cards', opts: keep });
 every(200, () => queues.emails.add(Math.random() < 0.6 ? 'welcome-email' : 'receipt-email', { to: 'someone@example.com' }, keep));
 every(30_000, () =>
   queues.emails.addBulk(Array.from({ length: 25 }, (_, i) => ({ name: 'nightly-digest', data: { i }, opts: { ...keep, delay: 10_000 } }))),

@@ -165,6 +165,36 @@ line(
     [[`histogram_quantile(0.95, sum by (le, messaging_destination_name, queue_job_name) (rate(queue_job_memory_peak_bucket{${Q}}[${RI}])))`, '{{messaging_destination_name}} / {{queue_job_name}}']],
   ],
 );
+row('Schedules: did it run, and on time?');
+line(
+  [
+    'Schedule lag of the latest runs',
+    'queue.schedule.lag: how late each run of a job scheduler, repeatable job or cron entry started against the time it was due (the mean of the runs in the interval). pg-boss: until pg-boss sent the run\'s job (docs/schedules.md).',
+    's',
+    [[
+      `sum by (messaging_destination_name, queue_schedule_name) (increase(queue_schedule_lag_sum{${Q}}[${RI}])) / sum by (messaging_destination_name, queue_schedule_name) (increase(queue_schedule_lag_count{${Q}}[${RI}]))`,
+      '{{messaging_destination_name}} / {{queue_schedule_name}}',
+    ]],
+    { defaults: { custom: { drawStyle: 'points', pointSize: 7, showPoints: 'always' } } },
+  ],
+  [
+    'Runs by schedule',
+    'Scheduled runs started, by schedule.',
+    'short',
+    [[`sum by (messaging_destination_name, queue_schedule_name) (increase(queue_schedule_lag_count{${Q}}[${RI}]))`, '{{messaging_destination_name}} / {{queue_schedule_name}}']],
+    { defaults: { custom: { drawStyle: 'bars', fillOpacity: 60, lineWidth: 1, showPoints: 'never' } } },
+  ],
+  [
+    'Missed runs',
+    'queue.schedule.missed: runs the scheduler says it missed at their time (graphile-worker backfills, pg-boss catch-ups with missed: once); 0 for the other schedules. BullMQ and Bull cannot tell: their late runs show in the lag.',
+    'short',
+    [[
+      `sum by (messaging_destination_name, queue_schedule_name) (increase(queue_schedule_missed_total{${Q}}[${RI}])) or (sum by (messaging_destination_name, queue_schedule_name) (queue_schedule_lag_count{${Q}}) * 0)`,
+      '{{messaging_destination_name}} / {{queue_schedule_name}}',
+    ]],
+    { defaults: { custom: { drawStyle: 'bars', fillOpacity: 60, lineWidth: 1, showPoints: 'never' } } },
+  ],
+);
 
 const dashboard = {
   __requires: [
@@ -175,7 +205,7 @@ const dashboard = {
   ],
   uid: 'queue-otel',
   title: 'Job queues (queue-otel)',
-  description: 'Workers, throughput, failures, wait and run time, queue depth and per-job memory and CPU from queue-otel.',
+  description: 'Workers, throughput, failures, wait and run time, queue depth, per-job memory and CPU, and scheduled runs from queue-otel.',
   tags: ['queue-otel', 'opentelemetry', 'bullmq', 'queues'],
   editable: true,
   schemaVersion: 39,

@@ -24,6 +24,7 @@ import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
+import { bullSchedule } from './schedule-facts.js';
 
 /** Bull's name for jobs added without one: such jobs have no name, and none is reported. */
 const DEFAULT_JOB_NAME = '__default__';
@@ -96,6 +97,7 @@ function attemptFacts(queue: BullQueue, job: object): AttemptFacts {
     carrier: readCarrier(readProperty(job, 'opts')),
     traced: true,
     job,
+    schedule: bullSchedule(job),
   };
 }
 

@@ -23,6 +23,7 @@ import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
 import { type RedisPlace, locator, watched } from './redis-lease.js';
+import { bullmqSchedule } from './schedule-facts.js';
 
 /** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface BullWorker {
@@ -132,6 +133,7 @@ function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
     links: childCarriers(carrier),
     traced: !nativeTelemetry(worker),
     job,
+    schedule: bullmqSchedule(job),
   };
 }
 

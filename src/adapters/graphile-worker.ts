@@ -29,6 +29,7 @@ import { readNumber, readProperty, readString } from '../safe.js';
 import { type WithPgClient, graphileStateSource } from './graphile-worker-state.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, callOriginal } from './patch.js';
+import { graphileMissedRun, graphileSchedule } from './schedule-facts.js';
 
 interface GraphileJob {
   id?: string | number;
@@ -93,6 +94,9 @@ export function graphileWorkerPlugin(telemetry: JobTelemetry, version: string, a
       if (!active() || job === null || typeof job !== 'object') return;
       const attempt = telemetry.startAttempt(() => attemptFacts(schema, job));
       if (attempt !== undefined) inFlight.set(job, attempt);
+      // A run the crontab missed at its minute, made up by graphile-worker's backfill.
+      const missed = graphileMissedRun(job);
+      if (missed !== undefined) telemetry.scheduleMissed(schema, missed);
     }) as never);
     events.on('job:complete', ((payload: unknown) => {
       const job = readProperty(payload, 'job');
@@ -171,6 +175,7 @@ function attemptFacts(schema: string, job: object): AttemptFacts {
     carrier: undefined,
     traced: true,
     job,
+    schedule: graphileSchedule(job),
   };
 }
 

@@ -21,6 +21,8 @@ import {
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   ATTR_QUEUE_JOB_WAIT_DURATION,
+  ATTR_QUEUE_SCHEDULE_LAG,
+  ATTR_QUEUE_SCHEDULE_NAME,
   OPERATION_PROCESS,
 } from '../semconv.js';
 import { producerContext } from './carriers.js';
@@ -29,6 +31,7 @@ import { errorType } from './error-type.js';
 import { callHook } from './hooks.js';
 import { type Isolate, type IsolateReading, toIsolate } from './resources/isolates.js';
 import { type LoopTenant, activeTenant, releaseTenant, runAsSlice, runWithTenant } from './resources/loop-attribution.js';
+import { ScheduleRecorder } from './schedules.js';
 import type { AttemptEnd, AttemptFacts, IsolateHandle } from './seam.js';
 import type { JobSeries } from './series.js';
 import { markFailed, spanText } from './spans.js';
@@ -92,7 +95,10 @@ export class Attempt implements LoopTenant {
 
 /** Starts and ends job attempts: the `process` span, the tracker and the per-attempt metrics. */
 export class AttemptRecorder {
-  constructor(private readonly core: CoreContext) {}
+  constructor(
+    private readonly core: CoreContext,
+    private readonly schedules = new ScheduleRecorder(core),
+  ) {}
 
   /** Returns undefined (and the job runs untouched) if anything in here fails. */
   start(read: () => AttemptFacts): Attempt | undefined {
@@ -119,6 +125,8 @@ export class AttemptRecorder {
         waitS = Math.max(0, Date.now() - readyAt) / 1000;
         core.metrics?.waitDuration.record(waitS, series.attributes);
       }
+      // A run of a schedule: how late it started against the time it was due.
+      const schedule = facts.schedule === undefined ? undefined : this.schedules.ran(queue, facts.schedule);
       let ctx: Context | undefined;
       const tracer = core.tracer;
       if (facts.traced && tracer !== undefined) {
@@ -132,6 +140,10 @@ export class AttemptRecorder {
         if (jobName !== undefined) attributes[ATTR_QUEUE_JOB_NAME] = spanText(jobName, limit);
         if (typeof facts.jobId === 'string') attributes[ATTR_MESSAGING_MESSAGE_ID] = spanText(facts.jobId, limit);
         if (waitS !== undefined) attributes[ATTR_QUEUE_JOB_WAIT_DURATION] = waitS;
+        if (schedule !== undefined) {
+          attributes[ATTR_QUEUE_SCHEDULE_NAME] = spanText(schedule.name, limit);
+          attributes[ATTR_QUEUE_SCHEDULE_LAG] = schedule.lagS;
+        }
         // A worker loop started inside some span would otherwise parent every job to it forever:
         // each attempt starts from the root, or from the producer when asked to.
         let parent: Context = ROOT_CONTEXT;
@@ -160,6 +172,10 @@ export class AttemptRecorder {
           if (jobName !== undefined) active.setAttribute(ATTR_QUEUE_JOB_NAME, spanText(jobName, limit));
           if (attempt !== undefined) active.setAttribute(ATTR_QUEUE_JOB_ATTEMPT, attempt);
           if (waitS !== undefined) active.setAttribute(ATTR_QUEUE_JOB_WAIT_DURATION, waitS);
+          if (schedule !== undefined) {
+            active.setAttribute(ATTR_QUEUE_SCHEDULE_NAME, spanText(schedule.name, limit));
+            active.setAttribute(ATTR_QUEUE_SCHEDULE_LAG, schedule.lagS);
+          }
         }
       }
       const messagingMetrics = facts.nativeMessagingMetrics !== true;

@@ -5,11 +5,12 @@
  * it. Every instrument's sets are counted in a {@link Ledger} of capacity `L − 1`, in three tiers:
  *
  * 1. **Reserved**: one set per instrument is held back for each queue, seen or not yet seen, up to
- *    `G = min(maxQueues, ⌊(L − 1) / 3⌋)` queues (its job name, outcome, error type or state
- *    `_OTHER`), so whatever happens later each queue's totals stay exact. Queues past `G` are
+ *    `G = min(maxQueues, ⌊(L − 1) / 3⌋)` queues (its job name, outcome, error type, state or
+ *    schedule `_OTHER`), so whatever happens later each queue's totals stay exact. Queues past `G` are
  *    reported as `_OTHER`, whose sets are reserved too.
- * 2. **Specific** sets (a job name, an outcome of a named job, an error type, a state) are created
- *    while the instrument, reservations included, holds fewer than ¾ of its capacity.
+ * 2. **Specific** sets (a job name, an outcome of a named job, an error type, a state, a schedule
+ *    name) are created while the instrument, reservations included, holds fewer than ¾ of its
+ *    capacity.
  * 3. **Fallback** sets of a queue that keep what matters most (the outcome of `_OTHER` jobs) use
  *    the rest; when that is full too, the queue's reserved set takes what comes.
  *

@@ -29,6 +29,8 @@ import {
   METRIC_QUEUE_JOB_WAIT_DURATION,
   METRIC_QUEUE_WORKER_CONCURRENCY,
   METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION,
+  METRIC_QUEUE_SCHEDULE_LAG,
+  METRIC_QUEUE_SCHEDULE_MISSED,
 } from '../semconv.js';
 
 /** The live instruments a collection observes, handed to the batch callback. */
@@ -59,6 +61,8 @@ export class Instruments {
   readonly stalled: Counter;
   readonly memoryPeak: Histogram;
   readonly rateLimitDuration: Histogram;
+  readonly scheduleLag: Histogram;
+  readonly scheduleMissed: Counter;
   private readonly live: LiveInstruments;
   private readonly callback: (result: BatchObservableResult) => void | Promise<void>;
 
@@ -100,6 +104,14 @@ export class Instruments {
     this.rateLimitDuration = meter.createHistogram(METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION, {
       ...seconds,
       description: "Time a worker was held back by its queue's rate limiter, each time it was: the count says how often.",
+    });
+    this.scheduleLag = meter.createHistogram(METRIC_QUEUE_SCHEDULE_LAG, {
+      ...seconds,
+      description: 'Time from when each run of a schedule (job scheduler, repeatable job, cron entry) was due until it started.',
+    });
+    this.scheduleMissed = meter.createCounter(METRIC_QUEUE_SCHEDULE_MISSED, {
+      unit: '{run}',
+      description: 'Runs of a schedule that its scheduler says it missed at their time (a backfill, a catch-up).',
     });
     this.live = {
       // Deliveries, as the messaging conventions define the counter: incremented when an attempt

@@ -24,6 +24,21 @@ export type Deferral = 'delayed' | 'waiting' | 'waiting_children' | 'rate_limite
 /** A propagation carrier as a job stores it: W3C trace context fields (`traceparent`, ...). */
 export type Carrier = Record<string, string>;
 
+/**
+ * A run of a schedule (a job scheduler, a repeatable job, a cron entry) as its library tells it,
+ * for `queue.schedule.lag`: how late the run started against the time it was due. Only what the
+ * library stores with the run, read without a round trip (see docs/schedules.md).
+ */
+export interface ScheduleFacts {
+  /**
+   * Which schedule: its id in the library (BullMQ's job scheduler id or repeat key, Bull's repeat
+   * key, pg-boss's queue and key, graphile-worker's task identifier). Capped per queue like job names.
+   */
+  name: string;
+  /** Epoch ms of the occurrence this run is for: the time it was due. */
+  scheduledAt: number;
+}
+
 /** What an adapter knows about a job attempt when it starts. */
 export interface AttemptFacts {
   queue: string;
@@ -56,6 +71,12 @@ export interface AttemptFacts {
   nativeMessagingMetrics?: boolean;
   /** The library's job object, for the user's processHook only. */
   job: unknown;
+  /**
+   * The job is a run of a schedule: its lag is recorded when this attempt starts. Give it on the
+   * run's first attempt only (a retry is not late, it is retried), and only when the library stores
+   * the time the run was due with the job.
+   */
+  schedule?: ScheduleFacts;
 }
 
 /** How an attempt ended, as the adapter saw it. */
@@ -238,6 +259,17 @@ export interface JobTelemetry {
   stalled(queue: string, count?: number): void;
   /** The queue's rate limiter held a worker back for `seconds` before it could take jobs again. */
   rateLimited(queue: string, seconds: number): void;
+  /**
+   * A run of a schedule that this process does not run as a job attempt, at the moment the library
+   * acts on it (pg-boss forwards each occurrence as a new job, which carries nothing that ties it
+   * to its schedule): its lag until now.
+   */
+  scheduleRun(queue: string, schedule: ScheduleFacts): void;
+  /**
+   * The scheduler says it missed a run of this schedule at its time (graphile-worker backfills it,
+   * pg-boss's `missed: 'once'` policy catches up on it). Never inferred where the library is silent.
+   */
+  scheduleMissed(queue: string, name: string): void;
   /** Reports a fault of the adapter through `diag`, once per message. */
   warn(message: string, error?: unknown): void;
 }

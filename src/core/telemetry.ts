@@ -8,6 +8,7 @@ import { QueueStats } from './queue-stats.js';
 import { Reporter } from './report.js';
 import { acquireLoopAttribution } from './resources/loop-attribution.js';
 import { SandboxSampler } from './resources/sandboxes.js';
+import { ScheduleRecorder } from './schedules.js';
 import type {
   AttemptEnd,
   AttemptFacts,
@@ -17,6 +18,7 @@ import type {
   JobTelemetry,
   QueueEntry,
   QueueStateSource,
+  ScheduleFacts,
   SendFacts,
 } from './seam.js';
 import { SendRecorder } from './sends.js';
@@ -31,6 +33,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
   readonly report: Reporter;
   readonly sandboxes: SandboxSampler;
   private readonly attempts: AttemptRecorder;
+  private readonly schedules: ScheduleRecorder;
   private readonly sends: SendRecorder;
   private readonly stats: QueueStats;
   private instruments: Instruments | undefined;
@@ -52,7 +55,8 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
       (key, message) => this.report.warnOnce(key, message),
     );
     this.sandboxes = new SandboxSampler(this.report);
-    this.attempts = new AttemptRecorder(this);
+    this.schedules = new ScheduleRecorder(this);
+    this.attempts = new AttemptRecorder(this, this.schedules);
     this.sends = new SendRecorder(this);
     this.stats = new QueueStats(
       () => ({
@@ -155,6 +159,22 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
       if (Number.isFinite(seconds) && seconds >= 0) this.instruments?.rateLimitDuration.record(seconds, this.tracker.queue(queue).attributes);
     } catch (error) {
       this.report.error('could not record a rate-limit wait', error);
+    }
+  }
+
+  scheduleRun(queue: string, schedule: ScheduleFacts): void {
+    try {
+      this.schedules.ran(queue, schedule);
+    } catch (error) {
+      this.report.error('could not record a scheduled run', error);
+    }
+  }
+
+  scheduleMissed(queue: string, name: string): void {
+    try {
+      this.schedules.missed(queue, name);
+    } catch (error) {
+      this.report.error('could not record a missed scheduled run', error);
     }
   }
 

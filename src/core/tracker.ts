@@ -6,6 +6,7 @@ import {
   ATTR_MESSAGING_SYSTEM,
   ATTR_QUEUE_JOB_OUTCOME,
   ATTR_QUEUE_JOB_STATE,
+  ATTR_QUEUE_SCHEDULE_NAME,
   OPERATION_SEND,
   OTHER,
 } from '../semconv.js';
@@ -42,10 +43,12 @@ interface Ledgers {
   operations: Ledger;
   /** Sets keyed by queue: concurrency, stalled, oldest ages. */
   queues: Ledger;
+  /** Sets keyed by (queue, schedule name): schedule lag and missed runs. */
+  schedules: Ledger;
 }
 
 /** Sets each queue holds back in each ledger, so its totals stay exact whatever comes later. */
-const RESERVED: Record<keyof Ledgers, number> = { series: 1, outcomes: 1, states: 1, operations: 2, queues: 1 };
+const RESERVED: Record<keyof Ledgers, number> = { series: 1, outcomes: 1, states: 1, operations: 2, queues: 1, schedules: 1 };
 
 /** One queue as this process sees it: its job series (names capped) and its workers. */
 export class QueueEntry implements OutcomeSets {
@@ -61,6 +64,9 @@ export class QueueEntry implements OutcomeSets {
   private readonly operations = new Map<string, Attributes>();
   private readonly fallbacks = new Map<string, Attributes>();
   private total: Attributes | undefined;
+  /** `queue.schedule.*` sets by schedule name, capped like job names (`maxJobNamesPerQueue`). */
+  private readonly schedules: CappedRegistry<Attributes>;
+  private otherSchedule: Attributes | undefined;
 
   constructor(
     system: string,
@@ -81,6 +87,36 @@ export class QueueEntry implements OutcomeSets {
           `queue "${name}" has more than ${limits().maxJobNamesPerQueue} job names; further names are reported as ${OTHER} (option maxJobNamesPerQueue)`,
         ),
     );
+    // Schedules are few by nature (a crontab, a handful of job schedulers); the job-name cap and a
+    // ledger of their own bound them all the same, since a schedule id can be built from user input.
+    this.schedules = new CappedRegistry(
+      () => limits().maxJobNamesPerQueue,
+      (schedule) => ({ ...this.attributes, [ATTR_QUEUE_SCHEDULE_NAME]: schedule }),
+      () => this.otherScheduleAttributes(),
+      () => ledgers.schedules.takeSpecific(),
+      () =>
+        warn(
+          'schedules',
+          `queue "${name}" has more than ${limits().maxJobNamesPerQueue} schedules; further ones are reported as ${OTHER} (option maxJobNamesPerQueue)`,
+        ),
+    );
+  }
+
+  /** `queue.schedule.lag` and `queue.schedule.missed` attributes of a schedule; past the cap, `_OTHER`. */
+  scheduleAttributes(schedule: string): Attributes {
+    if (schedule.length > this.limits().maxNameLength) {
+      this.warn('schedule-length', `a schedule name longer than ${this.limits().maxNameLength} characters is reported as ${OTHER} (option maxNameLength)`);
+      return this.otherScheduleAttributes();
+    }
+    return this.schedules.get(schedule);
+  }
+
+  private otherScheduleAttributes(): Attributes {
+    if (this.otherSchedule === undefined) {
+      this.ledgers.schedules.useReserved();
+      this.otherSchedule = { ...this.attributes, [ATTR_QUEUE_SCHEDULE_NAME]: OTHER };
+    }
+    return this.otherSchedule;
   }
 
   /** The series of a job name, or of the queue's unnamed jobs when `jobName` is undefined. */
@@ -237,6 +273,7 @@ export class Tracker {
       states: ledger('states', 'queue-state'),
       operations: ledger('operations', 'producer'),
       queues: ledger('queues', 'queue'),
+      schedules: ledger('schedules', 'schedule'),
     };
     this.reserve();
     this.otherQueue = new QueueEntry(system, OTHER, limits, this.ledgers, warn);

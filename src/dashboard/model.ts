@@ -15,6 +15,9 @@ import {
   METRIC_QUEUE_JOB_COUNT,
   METRIC_QUEUE_OLDEST_AGE,
   METRIC_QUEUE_WORKER_CONCURRENCY,
+  ATTR_QUEUE_SCHEDULE_NAME,
+  METRIC_QUEUE_SCHEDULE_LAG,
+  METRIC_QUEUE_SCHEDULE_MISSED,
 } from '../semconv.js';
 
 /** A data point as the OpenTelemetry SDK's metric readers collect it (2.x and 3.x alike). */
@@ -26,6 +29,8 @@ export interface PointLike {
 export interface HistogramLike {
   buckets: { boundaries: number[]; counts: number[] };
   count: number;
+  /** Sum of the recorded values (the SDK's histograms carry it). */
+  sum?: number;
 }
 
 /** One collection: data points by metric name (cumulative temporality). */
@@ -56,6 +61,26 @@ export interface QueueView {
   age: { waiting: Value[]; failed: Value[]; running: Value[] };
   /** Latest figures by job name, for the table. */
   jobs: JobRow[];
+  /**
+   * Scheduled runs: by schedule name, the lag of its latest run, seconds, held until its next run
+   * (a schedule runs seldom: its last lag is what matters until it runs again).
+   */
+  scheduleLag: Lines;
+  /** Latest figures by schedule name, for the schedules table. */
+  schedules: ScheduleRow[];
+}
+
+/** One schedule (job scheduler, repeatable job, cron entry) of a queue, as the table shows it. */
+export interface ScheduleRow {
+  name: string;
+  /** Runs recorded since this process started. */
+  runs: number;
+  /** Lag of its latest run (the mean of the runs of the last interval that had any), seconds. */
+  lastLag: Value;
+  /** When its latest run was first seen, unix seconds (the collection's time). */
+  lastRunAt: Value;
+  /** Runs its scheduler says it missed (`queue.schedule.missed`), since this process started. */
+  missed: number;
 }
 
 export interface JobRow {
@@ -103,6 +128,8 @@ interface QueueState {
   history: Array<{ t: number; c: Cumulative }>;
   /** Whether readings were dropped from the history: until then it reaches back to the start. */
   trimmed: boolean;
+  /** Each schedule's cumulative lag histogram at its latest run, and what the table shows of it. */
+  schedules: Map<string, { count: number; sum: number; row: ScheduleRow }>;
 }
 
 /**
@@ -128,7 +155,7 @@ export class DashboardModel {
       seen.add(queue);
       let state = this.queues.get(queue);
       if (state === undefined) {
-        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [], trimmed: false };
+        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [], trimmed: false, schedules: new Map() };
         this.queues.set(queue, state);
       }
       this.update(state, t, data);
@@ -215,6 +242,33 @@ export class DashboardModel {
         runningOldest: data.runningOldest.get(job) ?? null,
       };
     });
+    this.updateSchedules(state, t, index, data);
+  }
+
+  /** A schedule's runs since the last collection give its latest lag; it is held until the next. */
+  private updateSchedules(state: QueueState, t: number, index: number, data: QueueData): void {
+    for (const [name, lag] of data.scheduleLag) {
+      let known = state.schedules.get(name);
+      if (known === undefined) {
+        known = { count: 0, sum: 0, row: { name, runs: 0, lastLag: null, lastRunAt: null, missed: 0 } };
+        state.schedules.set(name, known);
+      }
+      // Runs since the previous reading (a lower count: the instruments were recreated).
+      const runs = lag.count >= known.count ? lag.count - known.count : lag.count;
+      const sum = lag.count >= known.count ? lag.sum - known.sum : lag.sum;
+      if (runs > 0) {
+        known.row.lastLag = Math.max(0, sum / runs);
+        known.row.lastRunAt = t;
+      }
+      known.count = lag.count;
+      known.sum = lag.sum;
+      known.row.runs = lag.count;
+    }
+    for (const [name, known] of state.schedules) {
+      known.row.missed = data.scheduleMissed.get(name) ?? known.row.missed;
+      line(state.view.scheduleLag, name)[index] = known.row.lastLag;
+    }
+    state.view.schedules = [...state.schedules.values()].map((k) => ({ ...k.row })).sort((a, b) => a.name.localeCompare(b.name));
   }
 }
 
@@ -254,6 +308,10 @@ interface QueueData {
   depth: Map<string, number>;
   oldest: number | undefined;
   failedOldest: number | undefined;
+  /** Cumulative lag histogram count and sum by schedule name. */
+  scheduleLag: Map<string, { count: number; sum: number }>;
+  /** Cumulative missed runs by schedule name. */
+  scheduleMissed: Map<string, number>;
 }
 
 function emptyQueueData(system: string): QueueData {
@@ -270,6 +328,8 @@ function emptyQueueData(system: string): QueueData {
     depth: new Map(),
     oldest: undefined,
     failedOldest: undefined,
+    scheduleLag: new Map(),
+    scheduleMissed: new Map(),
   };
 }
 
@@ -316,6 +376,14 @@ function groupByQueue(collection: Collection): Map<string, QueueData> {
       else counts.forEach((c, i) => (h.counts[i] = (h.counts[i] ?? 0) + c));
     }
   }
+  const schedule = (p: PointLike) => String(p.attributes[ATTR_QUEUE_SCHEDULE_NAME] ?? '');
+  for (const p of collection.get(METRIC_QUEUE_SCHEDULE_LAG) ?? []) {
+    const data = of(p);
+    if (data === undefined || typeof p.value === 'number') continue;
+    const found = data.scheduleLag.get(schedule(p)) ?? { count: 0, sum: 0 };
+    data.scheduleLag.set(schedule(p), { count: found.count + p.value.count, sum: found.sum + (p.value.sum ?? 0) });
+  }
+  each(METRIC_QUEUE_SCHEDULE_MISSED, (d, p, v) => add(d.scheduleMissed, schedule(p), v));
   return queues;
 }
 
@@ -332,6 +400,8 @@ function emptyView(name: string, system: string): QueueView {
     depth: {},
     age: { waiting: [], failed: [], running: [] },
     jobs: [],
+    scheduleLag: {},
+    schedules: [],
   };
 }
 
@@ -358,7 +428,7 @@ function arrays(view: QueueView): Value[][] {
     view.age.waiting,
     view.age.failed,
     view.age.running,
-    ...[view.busy, view.cpu, view.memory, view.throughput, view.depth].flatMap((l) => Object.values(l)),
+    ...[view.busy, view.cpu, view.memory, view.throughput, view.depth, view.scheduleLag].flatMap((l) => Object.values(l)),
   ];
 }
 

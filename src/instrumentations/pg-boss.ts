@@ -1,5 +1,6 @@
-import { InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
+import { InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile, isWrapped } from '@opentelemetry/instrumentation';
 import { type PgBossExports, pgBossPatches } from '../adapters/pg-boss.js';
+import { type TimekeeperExports, pgBossTimekeeperPatches, requiredTimekeeper } from '../adapters/pg-boss-schedules.js';
 import type { QueueInstrumentationConfig } from '../config.js';
 import { QueueInstrumentationBase } from './base.js';
 
@@ -28,6 +29,51 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<PgBossExports>(pgBossPatches);
-    return [new InstrumentationNodeModuleDefinition('pg-boss', SUPPORTED, patch, unpatch)];
+    // Schedules are handled in pg-boss's timekeeper (adapters/pg-boss-schedules.ts). Imported
+    // through the loader hook, its file is handed over like the main module; required, it is not
+    // seen by the hook, and is reached from the main module's folder. Never wrapped twice.
+    const timekeeper = this.patching<TimekeeperExports>(pgBossTimekeeperPatches);
+    const patchTimekeeper = (exports: TimekeeperExports | undefined, version?: string) => {
+      const onSendIt = readTimekeeperMethod(exports);
+      if (exports !== undefined && onSendIt !== undefined && !isWrapped(onSendIt)) timekeeper.patch(exports, version);
+      return exports;
+    };
+    const unpatchTimekeeper = (exports: TimekeeperExports | undefined, version?: string) => {
+      const onSendIt = readTimekeeperMethod(exports);
+      if (exports !== undefined && onSendIt !== undefined && isWrapped(onSendIt)) timekeeper.unpatch(exports, version);
+    };
+    return [
+      new InstrumentationNodeModuleDefinition(
+        'pg-boss',
+        SUPPORTED,
+        (exports, version) => {
+          const patched = patch(exports, version);
+          patchTimekeeper(requiredTimekeeper(exports), version);
+          return patched;
+        },
+        (exports, version) => {
+          unpatch(exports, version);
+          if (exports !== undefined) unpatchTimekeeper(requiredTimekeeper(exports), version);
+        },
+        [
+          new InstrumentationNodeModuleFile(
+            'pg-boss/dist/timekeeper.js',
+            SUPPORTED,
+            (exports: TimekeeperExports, version?: string) => patchTimekeeper(exports, version) as TimekeeperExports,
+            unpatchTimekeeper,
+          ),
+        ],
+      ),
+    ];
+  }
+}
+
+/** The timekeeper's `onSendIt`, to tell whether this copy is already wrapped. */
+function readTimekeeperMethod(exports: TimekeeperExports | undefined): (() => unknown) | undefined {
+  try {
+    const method = (exports?.default?.prototype as { onSendIt?: unknown } | undefined)?.onSendIt;
+    return typeof method === 'function' ? (method as () => unknown) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -121,6 +121,8 @@
       },
       { id: 'memory', wide: true, title: 'Memory by job', note: 'queue.job.memory.usage: memory held by running jobs', fmt: bytes, lines: byJob(q.memory) },
       { id: 'cpu', title: 'CPU by job', note: 'rate of queue.job.cpu.time, as a share of one core', fmt: cores, lines: byJob(q.cpu) },
+      // Scheduled runs (job schedulers, repeatable jobs, cron entries): shown once a queue has one.
+      { id: 'schedules', title: 'Schedule lag', note: 'queue.schedule.lag of each schedule\'s latest run: how late it started after it was due', fmt: seconds, lines: byJob(q.scheduleLag || {}) },
     ].filter(function (c) { return c.lines.length > 0 || c.id === 'busy'; }).map(function (c) { c.jobs = jobs; return c; });
   }
 
@@ -195,6 +197,7 @@
         el('div', { class: 'tiles' }),
         el('div', { class: 'charts' }),
         el('div', { class: 'table' }),
+        el('div', { class: 'schedule-list' }),
       ]);
       container.appendChild(section);
     }
@@ -274,6 +277,19 @@
     section.querySelector('.table').innerHTML = q.jobs.length === 0 ? '' :
       '<table class="jobs"><thead><tr><th>job name</th><th>busy</th><th>running</th><th>completed</th><th>retried</th><th>failed</th>' +
       '<th>wait p50</th><th>wait p95</th><th>cpu</th><th>memory</th><th>longest run</th></tr></thead><tbody>' + rows + '</tbody></table>';
+
+    // Schedules: one row per schedule, with how long ago it last ran and the runs it missed.
+    var now = snapshot.t.length ? snapshot.t[snapshot.t.length - 1] : null;
+    var schedules = q.schedules || [];
+    var scheduleRows = schedules.map(function (r) {
+      return '<tr><td><span class="swatch" style="background:' + colorFor(r.name) + '"></span>' + escapeHtml(r.name) + '</td>' +
+        '<td>' + num(r.runs, 0) + '</td><td class="' + (r.lastLag > 60 ? 'warn' : '') + '">' + seconds(r.lastLag) + '</td>' +
+        '<td>' + (r.lastRunAt == null || now == null ? '–' : seconds(Math.max(0, now - r.lastRunAt)) + ' ago') + '</td>' +
+        '<td class="' + (r.missed > 0 ? 'bad' : '') + '">' + num(r.missed, 0) + '</td></tr>';
+    }).join('');
+    section.querySelector('.schedule-list').innerHTML = schedules.length === 0 ? '' :
+      '<table class="jobs schedules"><thead><tr><th>schedule</th><th>runs</th><th>last lag</th><th>last run</th><th>missed</th></tr></thead><tbody>' +
+      scheduleRows + '</tbody></table>';
   }
 
   function escapeHtml(s) {

@@ -1,4 +1,4 @@
-import type { Span } from '@opentelemetry/api';
+import { type Span, diag } from '@opentelemetry/api';
 import type { InstrumentationConfig } from '@opentelemetry/instrumentation';
 import type { QueueEntry } from './core/seam.js';
 
@@ -180,29 +180,66 @@ const CHECKS: Record<keyof QueueInstrumentationConfig, Check> = {
   createSpans: isBoolean,
 };
 
+/** Every option name, in the order the interface declares them. */
+export const OPTION_NAMES = Object.keys(CHECKS) as ReadonlyArray<keyof QueueInstrumentationConfig>;
+
+/** Where a problem with the configuration is reported; {@link warnConfig} by default. */
+export type ConfigWarn = (message: string) => void;
+
 /**
- * Validates options and applies defaults. Throws a `TypeError` naming the first bad option
- * and what it expected, so a typo fails at startup rather than silently doing nothing.
+ * The options of `config` that are valid; every other one (unknown, or of the wrong type) is left
+ * out and reported once through `warn`, naming it and what was expected, so its default applies.
+ * Configuration never stops an application: nothing here throws.
  */
-export function resolveConfig(config: unknown = {}): ResolvedConfig {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw new TypeError(`queue-otel: options must be an object, got ${describe(config)}`);
+export function validOptions(config: unknown, warn: ConfigWarn = warnConfig): QueueInstrumentationConfig {
+  if (config === undefined || config === null) return {};
+  if (typeof config !== 'object' || Array.isArray(config)) {
+    warn(`queue-otel: options must be an object, got ${describe(config)}; every option keeps its default`);
+    return {};
   }
-  const given = config as Record<string, unknown>;
-  for (const [key, value] of Object.entries(given)) {
+  let entries: Array<[string, unknown]>;
+  try {
+    entries = Object.entries(config as Record<string, unknown>);
+  } catch {
+    // A proxy or a throwing getter: the options cannot be read, so none applies.
+    warn('queue-otel: options could not be read (reading them threw); every option keeps its default');
+    return {};
+  }
+  const valid: Record<string, unknown> = {};
+  for (const [key, value] of entries) {
     const check = (CHECKS as Record<string, Check | undefined>)[key];
     if (!check) {
-      throw new TypeError(
-        `queue-otel: unknown option "${key}"; known options: ${Object.keys(CHECKS).join(', ')}`,
+      const near = closest(key, OPTION_NAMES);
+      warn(
+        `queue-otel: unknown option ${describe(key)} ignored${near ? ` (did you mean "${near}"?)` : ''}; ` +
+          `known options: ${OPTION_NAMES.join(', ')}`,
       );
+      continue;
     }
     if (value === undefined) continue;
     const expected = check(value);
     if (expected) {
-      throw new TypeError(`queue-otel: option "${key}" must be ${expected}, got ${describe(value)}`);
+      warn(`queue-otel: option ${describe(key)} must be ${expected}, got ${describe(value)}; ${fallback(key)}`);
+      continue;
     }
+    valid[key] = value;
   }
-  const c = given as QueueInstrumentationConfig;
+  return valid as QueueInstrumentationConfig;
+}
+
+/** What applies instead of a bad value of `option`, for the warning. */
+export function fallback(option: string): string {
+  const value = (DEFAULTS as Record<string, unknown>)[option];
+  if (value !== undefined) return `using the default, ${String(value)}`;
+  return option === 'queues' ? 'using none' : 'ignored';
+}
+
+/**
+ * Applies defaults to the valid options of `config` (see {@link validOptions}: a bad option is
+ * reported once through `warn` and its default applies; nothing throws).
+ */
+export function resolveConfig(config: unknown = {}, warn: ConfigWarn = warnConfig): ResolvedConfig {
+  const c = validOptions(config, warn);
   return {
     enabled: c.enabled ?? DEFAULTS.enabled,
     maxJobNamesPerQueue: c.maxJobNamesPerQueue ?? DEFAULTS.maxJobNamesPerQueue,
@@ -224,10 +261,65 @@ export function resolveConfig(config: unknown = {}): ResolvedConfig {
   };
 }
 
+// The warnings already given in this process, shared by the CommonJS and ESM builds.
+const WARNED = Symbol.for('queue-otel.config-warnings');
+// Where @opentelemetry/api (every copy of major version 1) keeps its global diag logger.
+const OTEL_API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+/** Distinct warnings remembered; beyond it, repeats are possible but memory stays bounded. */
+const MAX_REMEMBERED = 200;
+
+/**
+ * Reports a configuration problem once per process. Through OpenTelemetry's `diag` (warn level)
+ * when a diag logger is set; before any is (instrumentations are usually built before the SDK
+ * that sets one), as a Node.js process warning, which Node prints to stderr, so that a typo is
+ * seen rather than lost.
+ */
+export function warnConfig(message: string): void {
+  const global = globalThis as Record<symbol, unknown>;
+  const warned = (global[WARNED] ??= new Set<string>()) as Set<string>;
+  if (warned.has(message)) return;
+  if (warned.size < MAX_REMEMBERED) warned.add(message);
+  const registry = global[OTEL_API_GLOBAL] as { diag?: unknown } | undefined;
+  try {
+    if (registry?.diag !== undefined) diag.warn(message);
+    else process.emitWarning(message, { code: 'QUEUE_OTEL_CONFIG' });
+  } catch {
+    // A logger that throws must not turn a warning into a failure.
+  }
+}
+
+/** The known name nearest to `key` (a typo or a change of case), if one is near enough. */
+export function closest(key: string, known: readonly string[]): string | undefined {
+  const k = key.toLowerCase();
+  // A name cut short (QUEUE_OTEL_MAX_JOB_NAME) or run on: the one that shares the most of it.
+  const prefixed = known.filter((name) => k.length >= 6 && (name.toLowerCase().startsWith(k) || k.startsWith(name.toLowerCase())));
+  if (prefixed.length > 0) return prefixed.reduce((a, b) => (Math.abs(a.length - k.length) <= Math.abs(b.length - k.length) ? a : b));
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const name of known) {
+    const d = distance(key.toLowerCase(), name.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 4)) ? best : undefined;
+}
+
+/** Levenshtein distance (names are short: the quadratic table is fine). */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length]!;
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return `a ${typeof value}`;
 }

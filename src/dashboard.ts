@@ -13,8 +13,13 @@ export interface QueueDashboardOptions {
   port: number;
   /** Address to listen on. Default `127.0.0.1`: the page shows queue and job names. */
   host?: string;
-  /** Shown in the page's title. */
+  /** Shown in the page's title. Default: the SDK resource's `service.name`, as the exporters send it. */
   serviceName?: string;
+  /**
+   * The instrumentations' `queueStateInterval`, if you changed it: the depth tiles say their
+   * figures are at most this many milliseconds old. Default 15000.
+   */
+  queueStateInterval?: number;
   /** Where faults of the dashboard are reported. Default: OpenTelemetry's global `diag`. */
   diag?: DiagLogger;
 }
@@ -31,7 +36,9 @@ export interface QueueDashboard {
 
 /**
  * Starts the live dashboard's HTTP server and returns the in-process metric reader that feeds it.
- * The server never keeps the process alive.
+ * The server never keeps the process alive. Nothing here throws: a port it cannot listen on (or
+ * that is not a port number) is reported through `diag` and {@link QueueDashboard.ready} rejects;
+ * the reader still works.
  *
  * @example
  * ```ts
@@ -43,14 +50,12 @@ export interface QueueDashboard {
  * ```
  */
 export function createQueueDashboard(options: QueueDashboardOptions): QueueDashboard {
-  if (!Number.isInteger(options?.port) || options.port < 0 || options.port > 65535) {
-    throw new TypeError(`queue-otel: option "port" must be a port number from 0 to 65535, got ${String(options?.port)}`);
-  }
   const dashboard = createDashboard(MetricReader as unknown as MetricReaderClass, {
-    port: options.port,
-    host: options.host,
-    serviceName: options.serviceName,
-    diag: options.diag,
+    port: options?.port as number,
+    host: options?.host,
+    serviceName: options?.serviceName,
+    queueStateInterval: options?.queueStateInterval,
+    diag: options?.diag,
   });
   return dashboard as unknown as QueueDashboard;
 }

@@ -64,4 +64,19 @@ describe('DashboardModel', () => {
     expect(view!.wait.p50.at(-1)).toBeCloseTo(0.25 + 2.25 * 0.25, 9);
     expect(view!.wait.p95.at(-1)).toBeCloseTo(0.25 + 2.25 * (0.95 * 3 - 1) / 2, 9);
   });
+
+  it('says how old the state figures may be: one read interval, and for pg-boss its monitor interval on top', () => {
+    const model = new DashboardModel(2, 300, 15);
+    const depth = (system: string, queue: string) => ({
+      attributes: { 'messaging.system': system, 'messaging.destination.name': queue, 'queue.job.state': 'waiting' },
+      value: 3,
+    });
+    model.add(1_000_000, collection({ 'queue.job.count': [depth('bullmq', 'emails'), depth('pg-boss', 'billing')] }));
+    const snapshot = model.snapshot();
+    expect(snapshot.stateIntervalS).toBe(15);
+    expect(Object.fromEntries(snapshot.queues.map((v) => [v.name, v.stateMaxAgeS]))).toEqual({
+      emails: { counts: 15, oldest: 15 },
+      billing: { counts: 75, oldest: 15 },
+    });
+  });
 });

@@ -1,4 +1,4 @@
-// Faults inside telemetry never reach jobs; bad options fail at setup; disable() restores BullMQ.
+// Faults inside telemetry never reach jobs; bad options warn and fall back to defaults; disable() restores BullMQ.
 import { createRequire } from 'node:module';
 import { type Meter, type MeterProvider, type TracerProvider, diag, DiagLogLevel } from '@opentelemetry/api';
 import { MeterProvider as SdkMeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
@@ -18,7 +18,17 @@ afterAll(async () => {
 });
 
 const diagErrors: string[] = [];
-diag.setLogger({ error: (...args: unknown[]) => diagErrors.push(args.map(String).join(' ')), warn: () => {}, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.ERROR);
+const diagWarnings: string[] = [];
+diag.setLogger(
+  {
+    error: (...args: unknown[]) => diagErrors.push(args.map(String).join(' ')),
+    warn: (...args: unknown[]) => diagWarnings.push(args.map(String).join(' ')),
+    info: () => {},
+    debug: () => {},
+    verbose: () => {},
+  },
+  DiagLogLevel.WARN,
+);
 
 /** Runs a completing, a retried and a failing job; returns what BullMQ saw. */
 async function runJobs(label: string) {
@@ -95,21 +105,51 @@ describe('faults inside telemetry', () => {
 });
 
 describe('options', () => {
+  // Configuration never stops an application: a bad option is reported once through diag, naming
+  // it and what it expected, and its default applies.
   it.each([
-    [{ maxJobNamesPerQueue: 0 }, 'option "maxJobNamesPerQueue" must be an integer >= 1, got 0'],
-    [{ maxJobNamesPerQueue: '100' }, 'option "maxJobNamesPerQueue" must be an integer >= 1, got "100"'],
-    [{ useProducerSpanAsParent: 'yes' }, 'option "useProducerSpanAsParent" must be a boolean, got "yes"'],
-    [{ processHook: 1 }, 'option "processHook" must be a function, got 1'],
-    [{ maxJobNames: 10 }, 'unknown option "maxJobNames"'],
-  ])('%j fails at construction, naming the option', (options, message) => {
-    expect(() => new BullMQInstrumentation(options as never)).toThrow(message);
+    [{ maxJobNamesPerQueue: 0 }, 'queue-otel: option "maxJobNamesPerQueue" must be an integer >= 1, got 0; using the default, 100'],
+    [{ maxJobNamesPerQueue: '100' }, 'queue-otel: option "maxJobNamesPerQueue" must be an integer >= 1, got "100"; using the default, 100'],
+    [{ useProducerSpanAsParent: 'yes' }, 'queue-otel: option "useProducerSpanAsParent" must be a boolean, got "yes"; using the default, false'],
+    [{ processHook: 1 }, 'queue-otel: option "processHook" must be a function, got 1; ignored'],
+    [{ queueStateInterval: 2.5 }, 'queue-otel: option "queueStateInterval" must be a whole number of milliseconds >= 1, got 2.5; using the default, 15000'],
+    [{ queues: 'emails' }, 'queue-otel: option "queues" must be an array of queue names, got "emails"; using none'],
+    [{ maxJobNames: 10 }, 'queue-otel: unknown option "maxJobNames" ignored (did you mean "maxJobNamesPerQueue"?); known options: enabled, maxJobNamesPerQueue,'],
+    [{ jobcpu: false }, 'queue-otel: unknown option "jobcpu" ignored (did you mean "jobCpu"?)'],
+  ])('%j warns once through diag at construction, naming the option, and its default applies', (options, message) => {
+    const before = diagWarnings.length;
+    const first = new BullMQInstrumentation({ enabled: false, ...options } as never);
+    new BullMQInstrumentation({ enabled: false, ...options } as never); // the same mistake again: no second warning
+    const said = diagWarnings.slice(before);
+    expect(said).toHaveLength(1);
+    expect(said[0]!.startsWith(message)).toBe(true);
+    // The bad option is left out, so every part of the instrumentation sees its default.
+    expect(first.getConfig()).toEqual({ enabled: false });
   });
 
-  it('a bad setConfig at runtime is reported through diag and the previous options stay', () => {
+  it('a config that is not an object warns and every option keeps its default', () => {
+    const before = diagWarnings.length;
+    const i = new BullMQInstrumentation('fast' as never);
+    expect(diagWarnings.slice(before)).toEqual(['queue-otel: options must be an object, got "fast"; every option keeps its default']);
+    expect(i.getConfig()).toEqual({ enabled: true });
+    i.disable();
+  });
+
+  it('options that throw when read (a getter, a proxy) warn, and every option keeps its default', () => {
+    const before = diagWarnings.length;
+    const hostile = { enabled: false, get maxJobNamesPerQueue(): number { throw new Error('boom'); } };
+    const i = new BullMQInstrumentation(hostile as never);
+    expect(diagWarnings.slice(before)).toEqual(['queue-otel: options could not be read (reading them threw); every option keeps its default']);
+    expect(i.getConfig()).toEqual({ enabled: true });
+    i.disable();
+  });
+
+  it('a bad setConfig at runtime is reported through diag, and its default applies', () => {
     const i = new BullMQInstrumentation({ enabled: false, maxJobNamesPerQueue: 7 });
-    i.setConfig({ maxJobNamesPerQueue: -1 });
-    expect(i.getConfig()).toMatchObject({ maxJobNamesPerQueue: 7 });
-    expect(diagErrors.some((m) => m.includes('setConfig ignored'))).toBe(true);
+    const before = diagWarnings.length;
+    i.setConfig({ enabled: false, maxJobNamesPerQueue: -1 });
+    expect(i.getConfig()).toEqual({ enabled: false });
+    expect(diagWarnings.slice(before)).toEqual(['queue-otel: option "maxJobNamesPerQueue" must be an integer >= 1, got -1; using the default, 100']);
   });
 });
 

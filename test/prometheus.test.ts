@@ -1,15 +1,17 @@
 // End to end with a real Prometheus server (Debian's `prometheus`, loopback, its own temp dir and a
 // free port, 1 s scrapes) scraping the demo's worker started through queue-otel/register:
 // the alert rules pass `promtool check rules` and load healthy, every query of the Grafana
-// dashboard returns data, and the rate of busy time equals the number of busy workers. A second
-// target, test/fixtures/register/schedules-app.mjs (pg-boss and graphile-worker back from a
-// 10-minute outage of their schedulers), makes the schedule rules fire on real data.
+// dashboard and of docs/autoscaling.md returns data, and the rate of busy time equals the number
+// of busy workers. A second target, test/fixtures/register/schedules-app.mjs (pg-boss and
+// graphile-worker back from a 10-minute outage of their schedulers), makes the schedule rules fire
+// on real data.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as semconv from '../src/semconv.js';
 import { findBinary, requireBinary } from './helpers/binaries.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { type Child, ROOT, freePort, startNode } from './helpers/processes.js';
@@ -23,6 +25,15 @@ const PROMTOOL = findBinary('promtool');
 const { skip } = requireBinary('prometheus', PROMETHEUS && PROMTOOL, 'apt-get install --no-install-recommends prometheus');
 
 const RULES = join(ROOT, 'examples/grafana/alerts.yml');
+const AUTOSCALING = join(ROOT, 'docs/autoscaling.md');
+/**
+ * The Prometheus name of the depth metric, from the one place metric names live. The docs write
+ * the schema's name (`queue_job_count`); until the code emits it, the queries are run with the
+ * name it emits (`queue.jobs.count` before the rename), so the check holds on both sides of it.
+ */
+const JOB_COUNT = (Object.values(semconv) as unknown[])
+  .find((v): v is string => typeof v === 'string' && /^queue\.jobs?\.count$/.test(v))!
+  .replaceAll('.', '_');
 const DASHBOARD = join(ROOT, 'examples/grafana/dashboard.json');
 const BUSY_WORKERS = 4;
 const PREFIX = `qo-test-prom-${process.pid}`;
@@ -257,4 +268,50 @@ describe.skipIf(skip)('Prometheus end to end', () => {
     expect(Number(concurrency!.value[1])).toBe(BUSY_WORKERS);
     expect(Math.abs(rate - BUSY_WORKERS) / BUSY_WORKERS).toBeLessThan(0.05);
   });
+
+  it('every query of docs/autoscaling.md returns one value, and worker saturation reads 1 when every worker is busy', async () => {
+    const queries = autoscalingQueries(readFileSync(AUTOSCALING, 'utf8'));
+    // The promql block (3), the KEDA triggers (3), the adapter's rules (3).
+    expect(queries.map((q) => q.from)).toEqual(['promql', 'promql', 'promql', 'keda', 'keda', 'keda', 'adapter', 'adapter', 'adapter']);
+    const answers: string[] = [];
+    for (const { expr } of queries) {
+      // The series here are younger than 2 minutes: a range that long would make rate() read low.
+      const run = expr.replaceAll('[2m]', `[${RATE_WINDOW_S}s]`);
+      const result = await query(run);
+      answers.push(`${result.map((r) => r.value[1]).join(', ') || '(none)'} <- ${run}`);
+      expect(result, expr).toHaveLength(1);
+      expect(Number.isFinite(Number(result[0]!.value[1])), expr).toBe(true);
+    }
+    console.log(`autoscaling queries:\n${answers.join('\n')}`);
+    const saturation = queries.find((q) => q.from === 'keda' && q.expr.includes('queue_worker_concurrency'))!.expr;
+    const [busy] = await query(saturation.replaceAll('"emails"', '"busy"').replaceAll('[2m]', `[${RATE_WINDOW_S}s]`));
+    expect(Math.abs(Number(busy!.value[1]) - 1)).toBeLessThan(0.05);
+  });
 });
+
+/**
+ * The PromQL of docs/autoscaling.md: each line of its `promql` block, each KEDA trigger's
+ * `query:`, and each prometheus-adapter `metricsQuery:` with its template filled in as the adapter
+ * does for an HPA that selects `messaging_destination_name=emails` (`namespaced: false`).
+ */
+function autoscalingQueries(markdown: string): Array<{ from: 'promql' | 'keda' | 'adapter'; expr: string }> {
+  const out: Array<{ from: 'promql' | 'keda' | 'adapter'; expr: string }> = [];
+  const unquote = (v: string) => (v.startsWith("'") ? v.slice(1, -1).replaceAll("''", "'") : v.startsWith('"') ? (JSON.parse(v) as string) : v);
+  for (const [, lang, body] of markdown.matchAll(/```(\w+)\n([\s\S]*?)```/g)) {
+    if (lang === 'promql') {
+      for (const line of body!.split('\n')) if (line.trim() !== '' && !line.trim().startsWith('#')) out.push({ from: 'promql', expr: line.trim() });
+      continue;
+    }
+    if (lang !== 'yaml') continue;
+    let series = '';
+    for (const line of body!.split('\n')) {
+      const field = /^\s*-?\s*(query|seriesQuery|metricsQuery):\s*(.+?)\s*$/.exec(line);
+      if (!field) continue;
+      const value = unquote(field[2]!);
+      if (field[1] === 'query') out.push({ from: 'keda', expr: value });
+      else if (field[1] === 'seriesQuery') series = /^[a-z_:][a-z0-9_:]*/i.exec(value)![0];
+      else out.push({ from: 'adapter', expr: value.replaceAll('<<.Series>>', series).replaceAll('<<.LabelMatchers>>', 'messaging_destination_name="emails"') });
+    }
+  }
+  return out.map((q) => ({ ...q, expr: q.expr.replaceAll('queue_job_count', JOB_COUNT) }));
+}

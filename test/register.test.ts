@@ -2,8 +2,11 @@
 // `node --import queue-otel/register app.mjs`, configured only by environment variables, in child
 // processes against the real Redis; what they export is read from a real OTLP/HTTP receiver or
 // the real Prometheus endpoint.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { nodeTooOld } from '../src/register/node-version.js';
 import { attributes, type Child, type OtlpMetrics, type OtlpReceiver, freePort, startNode, startOtlpReceiver } from './helpers/processes.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { connection, queueName, sleep, until } from './helpers/redis.js';
@@ -12,6 +15,17 @@ const require = createRequire(import.meta.url);
 const { Queue } = require('bullmq') as typeof import('bullmq');
 
 const CJS_APP = 'test/fixtures/register/app.cjs';
+
+/** A Node.js older than 22.15 on this machine (Debian's own, when the tests run on a newer one), if any. */
+const OLD_NODE = (() => {
+  const candidates = ['/usr/bin/node', '/usr/local/bin/node', ...(process.env.PATH ?? '').split(':').map((d) => `${d}/node`)];
+  for (const path of new Set(candidates)) {
+    if (!existsSync(path)) continue;
+    const version = spawnSync(path, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout?.trim();
+    if (version && nodeTooOld(version)) return { path, version };
+  }
+  return undefined;
+})();
 const ESM_APP = 'test/fixtures/register/app.mjs';
 const POSTGRES_APP = 'test/fixtures/register/postgres-app.mjs';
 
@@ -62,6 +76,9 @@ function otlp(extra: Record<string, string> = {}): Record<string, string> {
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
     OTEL_BSP_SCHEDULE_DELAY: '600000',
     OTEL_METRIC_EXPORT_INTERVAL: '600000',
+    // Register prints queue-otel's warnings; a state read slower than 1 s on a loaded machine
+    // would be one, and these tests assert a stderr free of errors.
+    QUEUE_OTEL_QUEUE_STATE_TIMEOUT: '10000',
     ...extra,
   };
 }
@@ -205,19 +222,110 @@ describe('node --require queue-otel/register (CommonJS app)', () => {
   });
 
   it.each([
-    [{ QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE: '0' }, /QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE must be an integer >= 1, got "0"/],
-    [{ QUEUE_OTEL_JOB_CPU: 'yes' }, /QUEUE_OTEL_JOB_CPU must be "true" or "false", got "yes"/],
-    [{ QUEUE_OTEL_MAX_JOB_NAME: '10' }, /unknown environment variable QUEUE_OTEL_MAX_JOB_NAME\b/],
-    [{ QUEUE_OTEL_HOOKS: 'test/fixtures/register/app.cjs' }, /QUEUE_OTEL_HOOKS must be a module that exports processHook/],
-    [{ QUEUE_OTEL_DASHBOARD_PORT: 'http' }, /QUEUE_OTEL_DASHBOARD_PORT must be a port number/],
-    [{ OTEL_METRICS_EXPORTER: 'prometheus,statsd' }, /OTEL_METRICS_EXPORTER must be a comma-separated list of otlp, prometheus, console, none/],
-    [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http' }, /OTEL_EXPORTER_OTLP_PROTOCOL must be http\/protobuf, http\/json, grpc/],
-  ])('fails at startup, naming the variable, for %o', async (env, message) => {
-    const child = start(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: queue('reg-bad'), OTEL_TRACES_EXPORTER: 'none', ...env });
-    const exit = await child.exited;
-    expect(exit.code).toBe(1);
-    expect(child.stderr()).toMatch(message);
-    expect(child.stdout()).not.toContain('JOBS_DONE');
+    [{ QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE: '0' }, /QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE must be an integer >= 1, got "0"; using the default, 100/],
+    [{ QUEUE_OTEL_JOB_CPU: 'yes' }, /QUEUE_OTEL_JOB_CPU must be "true" or "false", got "yes"; using the default, true/],
+    [{ QUEUE_OTEL_MAX_JOB_NAME: '10' }, /unknown environment variable QUEUE_OTEL_MAX_JOB_NAME ignored \(did you mean QUEUE_OTEL_MAX_JOB_NAMES_PER_QUEUE\?\)/],
+    [{ QUEUE_OTEL_HOOKS: 'test/fixtures/register/no-hooks.cjs' }, /QUEUE_OTEL_HOOKS must be a module that exports processHook and\/or sendHook functions/],
+    [{ QUEUE_OTEL_DASHBOARD_PORT: 'http' }, /QUEUE_OTEL_DASHBOARD_PORT must be a port number from 0 to 65535 \(0: any free port\), got "http"; the dashboard is off/],
+    [{ OTEL_METRICS_EXPORTER: 'otlp,statsd' }, /OTEL_METRICS_EXPORTER must be a comma-separated list of otlp, prometheus, console, none, got "otlp,statsd"; "statsd" ignored/],
+    [{ OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http' }, /OTEL_EXPORTER_OTLP_METRICS_PROTOCOL must be http\/protobuf, http\/json, grpc, got "http"; using http\/protobuf for metrics/],
+  ])('a setting it cannot use never stops the app: one warning naming it, and the jobs are instrumented, for %o', async (env, message) => {
+    const name = queue('reg-bad');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: name, JOBS: 'a', ...otlp(), ...env });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(300); // the 'completed' event comes just before the attempt's span ends
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(child.stderr().match(new RegExp(message.source, 'g'))).toHaveLength(1);
+    expect(child.stderr().split('\n').filter((l) => l.startsWith('queue-otel:'))).toHaveLength(1);
+    expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
+  });
+
+  it('with OTEL_LOG_LEVEL set, the warning goes through the logger NodeSDK sets at that level', async () => {
+    const name = queue('reg-bad-level');
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: name, JOBS: 'a', OTEL_LOG_LEVEL: 'warn', QUEUE_OTEL_JOB_CPU: 'yes', ...otlp() });
+    await child.waitFor(/JOBS_DONE/);
+    child.kill('SIGTERM');
+    await child.exited;
+    expect(child.stderr().match(/QUEUE_OTEL_JOB_CPU must be "true" or "false"/g)).toHaveLength(1);
+    expect(child.stderr()).not.toMatch(/Current logger will (be overwritten|overwrite)|\[QUEUE_OTEL_CONFIG\]/);
+  });
+});
+
+describe('a first run with no collector', () => {
+  it('says in one line which OTLP endpoint does not answer and how to change or silence it, not a stack per export', async () => {
+    const name = queue('reg-no-collector');
+    const dead = `http://127.0.0.1:${await freePort()}`; // nothing listens there
+    const port = await freePort();
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'a,b',
+      OTEL_EXPORTER_OTLP_ENDPOINT: dead,
+      OTEL_METRICS_EXPORTER: 'prometheus',
+      OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      // Exports every 200 ms that give up after 500 ms: several failures within a few seconds.
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '500',
+    });
+    // A scrape as early as possible: the SDK's "Accessing resource attributes before async
+    // attributes settled" comes from one made before the host detector has answered.
+    await until(async () => (await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined))?.ok === true, 20_000, 'the first scrape');
+    await child.waitFor(/JOBS_DONE/);
+    await child.waitFor(/nothing answers at/, 20_000);
+    // More spans, more failed exports: still one line (at most once a minute).
+    await sleep(2_000);
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    const lines = child.stderr().split('\n').filter((l) => l.trim() !== '');
+    expect(lines).toEqual([
+      `queue-otel: nothing answers at ${dead}/v1/traces (ECONNREFUSED ${dead.slice('http://'.length)}): traces are not exported. ` +
+        'Start an OpenTelemetry Collector there, set OTEL_EXPORTER_OTLP_ENDPOINT to yours, or set OTEL_TRACES_EXPORTER=none (at most once a minute)',
+    ]);
+  });
+
+  it('on SIGTERM with spans pending for an endpoint that does not answer, flushes for at most 1.5 s and dies by the signal', async () => {
+    const name = queue('reg-dead-flush');
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const child = start(['--require', 'queue-otel/register'], CJS_APP, {
+      QUEUE: name,
+      JOBS: 'a,b',
+      OTEL_EXPORTER_OTLP_ENDPOINT: dead,
+      OTEL_METRICS_EXPORTER: 'none',
+      // Nothing exported before the stop: every span is still pending at SIGTERM, and the
+      // exporter would retry for its default 10 s.
+      OTEL_BSP_SCHEDULE_DELAY: '600000',
+    });
+    await child.waitFor(/JOBS_DONE/);
+    await sleep(300);
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(child.stderr().trim()).toBe(
+      'queue-otel: the telemetry shutdown did not finish within 1500 ms (QUEUE_OTEL_SHUTDOWN_TIMEOUT); what was not exported by then is lost',
+    );
+  });
+});
+
+describe('on a Node.js older than 22.15', () => {
+  it.skipIf(OLD_NODE === undefined)('register says in one line what it needs and starts nothing; the app runs as it would without it', async () => {
+    const name = queue('reg-old-node');
+    const child = startNode(['--require', 'queue-otel/register'], CJS_APP, { QUEUE: name, JOBS: 'a', ...otlp() }, OLD_NODE!.path);
+    children.push(child);
+    await child.waitFor(/JOBS_DONE/);
+    child.kill('SIGTERM');
+    await child.exited;
+    expect(child.stderr().trim()).toBe(
+      `queue-otel: needs Node.js 22.15.0 or later (22.15+ or 24), this is ${OLD_NODE!.version}; OpenTelemetry was not started and the application runs without it`,
+    );
+    expect(receiver.spans()).toEqual([]);
+  });
+
+  it.skipIf(OLD_NODE === undefined)('the demo says the same and exits 1', async () => {
+    const child = startNode([], 'examples/demo/node-version.mjs', {}, OLD_NODE!.path);
+    expect(await child.exited).toEqual({ code: 1, signal: null });
+    expect(child.stderr().trim()).toBe(
+      `demo: queue-otel needs Node.js 22.15.0 or later (22.15+ or 24), this is ${OLD_NODE!.version}. Install one (e.g. nvm install 24) and run npm run demo again.`,
+    );
   });
 });
 
@@ -311,7 +419,8 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
         ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000', OTEL_BSP_SCHEDULE_DELAY: '500' }),
       },
     );
-    await child.waitFor(/JOBS_DONE/);
+    // auto-instrumentations-node loads every instrumentation and cloud detector: slow to start.
+    await child.waitFor(/JOBS_DONE/, 60_000);
     // One metric export carries both instrumentations' metrics: they share one MeterProvider.
     await until(() => {
       return receiver.metrics.some((r) =>
@@ -331,7 +440,7 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
     const busy = metricPoints(receiver.metrics.slice(-1), 'queue.job.busy.time').filter((p) => p.attributes['messaging.destination.name'] === name);
     expect(busy).toHaveLength(1);
     expect(child.stderr()).not.toMatch(/QUEUE_OTEL_REGISTER_ORDER|Error/);
-  });
+  }, 120_000);
 
   it('warns when loaded before auto-instrumentations, and still adds its instrumentations to that SDK', async () => {
     const name = queue('reg-auto-order');
@@ -340,11 +449,11 @@ describe('beside @opentelemetry/auto-instrumentations-node', () => {
       CJS_APP,
       { QUEUE: name, JOBS: 'one', SIGTERM_HANDLER: 'close', OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http', ...otlp({ OTEL_METRIC_EXPORT_INTERVAL: '1000' }) },
     );
-    await child.waitFor(/JOBS_DONE/);
+    await child.waitFor(/JOBS_DONE/, 60_000);
     await until(() => metricPoints(receiver.metrics, 'queue.job.busy.time').some((p) => p.attributes['messaging.destination.name'] === name), 15_000, 'busy time exported');
     child.kill('SIGTERM');
     expect(await child.exited).toEqual({ code: 0, signal: null });
     expect(child.stderr()).toContain('QUEUE_OTEL_REGISTER_ORDER');
     expect(receiver.spans().filter((s) => s.name === `process ${name}`)).toHaveLength(1);
-  });
+  }, 120_000);
 });

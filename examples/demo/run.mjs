@@ -7,6 +7,7 @@
 //    says how to get one and exits.
 // 2. Starts `node --import queue-otel/register examples/demo/worker.mjs` with the environment a
 //    user would set, prints where to look, and stops everything on Ctrl-C.
+import './node-version.mjs'; // first: on an older Node.js, one line and exit 1
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';

@@ -82,6 +82,8 @@ const DEFAULT_SCHEMA = 'graphile_worker';
  */
 export function graphileWorkerPlugin(telemetry: JobTelemetry, version: string, active: () => boolean): GraphileWorkerPlugin {
   const inFlight = new WeakMap<object, AttemptHandle>();
+  /** The job each worker runs now: a fatal error of the worker names the worker, not the job. */
+  const jobOf = new WeakMap<object, object>();
   const subscribed = new WeakSet<object>();
   const workers = new WeakMap<object, () => void>();
 
@@ -94,6 +96,8 @@ export function graphileWorkerPlugin(telemetry: JobTelemetry, version: string, a
       if (!active() || job === null || typeof job !== 'object') return;
       const attempt = telemetry.startAttempt(() => attemptFacts(schema, job));
       if (attempt !== undefined) inFlight.set(job, attempt);
+      const worker = readProperty(payload, 'worker');
+      if (attempt !== undefined && worker !== null && typeof worker === 'object') jobOf.set(worker, job);
       // A run the crontab missed at its minute, made up by graphile-worker's backfill.
       const missed = graphileMissedRun(job);
       if (missed !== undefined) telemetry.scheduleMissed(schema, missed);
@@ -109,6 +113,17 @@ export function graphileWorkerPlugin(telemetry: JobTelemetry, version: string, a
       if (error === null || error === undefined) telemetry.endAttempt(attempt, { outcome: 'completed', attemptsMade: made });
       else if (max !== undefined && made >= max) telemetry.endAttempt(attempt, { outcome: 'failed', error, attemptsMade: made });
       else telemetry.endAttempt(attempt, { outcome: 'retried', error });
+    }) as never);
+    // graphile-worker could not record the outcome (a thrown value whose message cannot be read,
+    // a lost connection): no job:complete comes. The job stays locked and runs again later.
+    events.on('worker:fatalError', ((payload: unknown) => {
+      const worker = readProperty(payload, 'worker');
+      const job = worker !== null && typeof worker === 'object' ? jobOf.get(worker) : undefined;
+      const attempt = job === undefined ? undefined : inFlight.get(job);
+      if (attempt === undefined) return;
+      inFlight.delete(job as object);
+      const jobError = readProperty(payload, 'jobError');
+      telemetry.endAttempt(attempt, jobError === undefined || jobError === null ? { outcome: 'retried' } : { outcome: 'retried', error: jobError, threw: true });
     }) as never);
   };
 

@@ -53,7 +53,11 @@ export interface QueueView {
   memory: Lines;
   /** Attempts ended per second by outcome (completed, retried, failed). */
   throughput: Lines;
-  /** Wait time quantiles over the last {@link WINDOW_S} seconds, seconds (null: no job started). */
+  /**
+   * Wait time quantiles over the last {@link WINDOW_S} seconds, seconds (null: no job started),
+   * interpolated linearly within the histogram's buckets as Prometheus' histogram_quantile does:
+   * the true quantile lies in the same bucket, not necessarily at that value.
+   */
   wait: { p50: Value[]; p95: Value[] };
   /** Jobs in the queue by state. */
   depth: Lines;
@@ -61,6 +65,13 @@ export interface QueueView {
   age: { waiting: Value[]; failed: Value[]; running: Value[] };
   /** Latest figures by job name, for the table. */
   jobs: JobRow[];
+  /**
+   * How old the state figures may be, seconds: they come from a read of the queue's store once
+   * per read interval, not from this collection. `counts`: depth by state (for pg-boss, also up to
+   * its monitor's interval, 60 s by default: the counts are the ones its monitor stores);
+   * `oldest`: which job is the oldest waiting or dead letter (its age is taken at collection).
+   */
+  stateMaxAgeS: { counts: number; oldest: number };
   /**
    * Scheduled runs: by schedule name, the lag of its latest run, seconds, held until its next run
    * (a schedule runs seldom: its last lag is what matters until it runs again).
@@ -83,6 +94,9 @@ export interface ScheduleRow {
   missed: number;
 }
 
+/** pg-boss's monitor interval by default (`monitorIntervalSeconds`): how old its stored counts may be. */
+export const PG_BOSS_MONITOR_S = 60;
+
 export interface JobRow {
   name: string;
   busy: Value;
@@ -103,6 +117,8 @@ export interface Snapshot {
   t: number[];
   intervalS: number;
   windowS: number;
+  /** Seconds between reads of a queue's state. */
+  stateIntervalS: number;
   queues: QueueView[];
 }
 
@@ -135,7 +151,8 @@ interface QueueState {
 /**
  * Turns the collections of an in-process metric reader into the time series the dashboard draws:
  * rates from cumulative counters (busy time, CPU, attempts), wait quantiles from histogram bucket
- * differences over a sliding window, gauges as they are. Keeps at most `capacity` collections.
+ * differences over a sliding window (interpolated within buckets), gauges as they are. Keeps at
+ * most `capacity` collections.
  */
 export class DashboardModel {
   private readonly times: number[] = [];
@@ -144,6 +161,8 @@ export class DashboardModel {
   constructor(
     readonly intervalS: number,
     readonly capacity = 300,
+    /** Seconds between reads of a queue's state (the instrumentations' `queueStateInterval`). */
+    readonly stateIntervalS = 15,
   ) {}
 
   /** Adds one collection taken at `timeMs` (unix milliseconds). */
@@ -155,7 +174,12 @@ export class DashboardModel {
       seen.add(queue);
       let state = this.queues.get(queue);
       if (state === undefined) {
-        state = { name: queue, system: data.system, view: emptyView(queue, data.system), history: [], trimmed: false, schedules: new Map() };
+        const view = emptyView(queue, data.system);
+        view.stateMaxAgeS = {
+          counts: this.stateIntervalS + (data.system === 'pg-boss' ? PG_BOSS_MONITOR_S : 0),
+          oldest: this.stateIntervalS,
+        };
+        state = { name: queue, system: data.system, view, history: [], trimmed: false, schedules: new Map() };
         this.queues.set(queue, state);
       }
       this.update(state, t, data);
@@ -174,6 +198,7 @@ export class DashboardModel {
       t: [...this.times],
       intervalS: this.intervalS,
       windowS: WINDOW_S,
+      stateIntervalS: this.stateIntervalS,
       queues: [...this.queues.values()].map((s) => s.view).sort((a, b) => a.name.localeCompare(b.name)),
     };
   }
@@ -400,6 +425,7 @@ function emptyView(name: string, system: string): QueueView {
     depth: {},
     age: { waiting: [], failed: [], running: [] },
     jobs: [],
+    stateMaxAgeS: { counts: 0, oldest: 0 },
     scheduleLag: {},
     schedules: [],
   };

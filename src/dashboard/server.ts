@@ -3,14 +3,25 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type DiagLogger, diag as globalDiag } from '@opentelemetry/api';
+import { DEFAULTS, warnConfig } from '../config.js';
 import { selfUrl } from '../self-url.js';
 import { METRIC_QUEUE_JOB_BUSY_TIME } from '../semconv.js';
 import { type Collection, DashboardModel, type PointLike } from './model.js';
 
+/** The part of an SDK `Resource` (2.x or 3.x) the dashboard reads: the service's name. */
+interface ResourceLike {
+  attributes: Record<string, unknown>;
+  asyncAttributesPending?: boolean;
+  waitForAsyncAttributes?: () => Promise<void>;
+}
+
 /** The part of an OpenTelemetry SDK `MetricReader` (2.x or 3.x) the dashboard uses. */
 export interface CollectingReader {
   collect(): Promise<{
-    resourceMetrics: { scopeMetrics: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }> };
+    resourceMetrics: {
+      resource?: ResourceLike;
+      scopeMetrics: Array<{ metrics: Array<{ descriptor: { name: string }; dataPoints: unknown[] }> }>;
+    };
     errors: unknown[];
   }>;
 }
@@ -25,8 +36,13 @@ export interface DashboardOptions {
   host?: string;
   /** Milliseconds between collections. Default 2000. */
   intervalMs?: number;
-  /** Shown in the page title. */
+  /** Shown in the page title. Default: the SDK resource's `service.name`, as Prometheus shows it. */
   serviceName?: string;
+  /**
+   * Milliseconds between reads of a queue's state (the instrumentations' `queueStateInterval`):
+   * the depth tiles say their figures are at most this old. Default 15000.
+   */
+  queueStateInterval?: number;
   diag?: DiagLogger;
 }
 
@@ -46,13 +62,18 @@ const ASSETS: Record<string, string> = {
   '/assets/dashboard.css': 'dashboard.css',
   '/assets/uPlot.iife.min.js': 'uPlot.iife.min.js',
   '/assets/uPlot.min.css': 'uPlot.min.css',
+  '/assets/uPlot.LICENSE': 'uPlot.LICENSE',
 };
 
 const TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',
   js: 'text/javascript; charset=utf-8',
   css: 'text/css; charset=utf-8',
+  LICENSE: 'text/plain; charset=utf-8',
 };
+
+/** The SDK's own default `service.name` (what Prometheus shows as the job when none is set). */
+export const DEFAULT_SERVICE_NAME = process.argv0 ? `unknown_service:${process.argv0}` : 'unknown_service';
 
 /**
  * The live dashboard: an in-process metric reader collected every `intervalMs`, a model that turns
@@ -62,12 +83,21 @@ const TYPES: Record<string, string> = {
 export function createDashboard(ReaderBase: MetricReaderClass, options: DashboardOptions): Dashboard {
   const diag = options.diag ?? globalDiag;
   const intervalMs = options.intervalMs ?? 2000;
-  const model = new DashboardModel(intervalMs / 1000);
+  const model = new DashboardModel(intervalMs / 1000, undefined, (options.queueStateInterval ?? DEFAULTS.queueStateInterval) / 1000);
+  let service = options.serviceName;
   const Reader = class extends (ReaderBase as unknown as new (options?: object) => CollectingReader) {
     protected async onShutdown(): Promise<void> {}
     protected async onForceFlush(): Promise<void> {}
   };
   const reader = new Reader();
+  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
+    // A bad port must not stop the application: said once, and no page; the reader still works.
+    const message = `queue-otel: option "port" of the live dashboard must be a port number from 0 to 65535, got ${String(options.port)}; the dashboard does not start`;
+    warnConfig(message);
+    const ready = Promise.reject(new TypeError(message));
+    ready.catch(() => {});
+    return { reader, ready, close: async () => {} };
+  }
 
   let collecting = false;
   const tick = async () => {
@@ -77,6 +107,7 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
       const started = Date.now();
       const { resourceMetrics, errors } = await reader.collect();
       for (const error of errors) diag.debug('queue-otel dashboard: collection error', error);
+      service ??= await serviceName(resourceMetrics.resource);
       // Rates divide by the time between collections: take it from the SDK's own timestamp of the
       // observation (a point's endTime), not from when collect() resolved, which jitters.
       model.add(observedAt(resourceMetrics.scopeMetrics) ?? started, byName(resourceMetrics.scopeMetrics));
@@ -106,7 +137,7 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
         return;
       }
       if (path === '/api/snapshot') {
-        const body = JSON.stringify({ service: options.serviceName ?? '', ...model.snapshot() });
+        const body = JSON.stringify({ service: service ?? DEFAULT_SERVICE_NAME, ...model.snapshot() });
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
         return;
       }
@@ -152,6 +183,17 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * The resource's `service.name`, once its asynchronous attributes (the host detector's) have
+ * settled: reading them before logs an SDK error for nothing.
+ */
+async function serviceName(resource: ResourceLike | undefined): Promise<string | undefined> {
+  if (resource === undefined) return undefined;
+  if (resource.asyncAttributesPending) await resource.waitForAsyncAttributes?.();
+  const name = resource.attributes['service.name'];
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 /** When the busy-time counter was observed in this collection, unix milliseconds. */

@@ -1,7 +1,7 @@
 import { type Meter, type MeterProvider, type Tracer, type TracerProvider, diag, metrics, trace } from '@opentelemetry/api';
 import { InstrumentationBase, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation';
 import type { AnyFunction, MethodPatch } from '../adapters/patch.js';
-import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig } from '../config.js';
+import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig, validOptions } from '../config.js';
 import type { JobTelemetry } from '../core/seam.js';
 import { QueueTelemetry } from '../core/telemetry.js';
 import { SCHEMA_URL } from '../semconv.js';
@@ -27,10 +27,10 @@ export abstract class QueueInstrumentationBase<
     private readonly system: string,
     config: Config | undefined,
   ) {
-    // Fails here, at setup, naming the option, before anything is patched.
-    const resolved = resolveConfig(config ?? {});
-    super(`${PACKAGE_NAME}/${system}`, PACKAGE_VERSION, (config ?? {}) as Config);
-    this.resolved = resolved;
+    // A bad option is reported once through diag and left out, so that its default applies.
+    const given = validOptions(config) as Config;
+    super(`${PACKAGE_NAME}/${system}`, PACKAGE_VERSION, given);
+    this.resolved = resolveConfig(given);
     this.constructed = true;
   }
 
@@ -48,24 +48,18 @@ export abstract class QueueInstrumentationBase<
   }
 
   /**
-   * Options can change after construction; a bad value then is reported through diag and the
-   * previous options stay, since throwing from here could reach code that is running jobs.
+   * Options can change after construction; as in the constructor, a bad value is reported once
+   * through diag and its default applies.
    */
   override setConfig(config: Config = {} as Config): void {
     if (!this.constructed) {
       super.setConfig(config);
       return;
     }
-    let resolved: ResolvedConfig;
-    try {
-      resolved = resolveConfig(config);
-    } catch (error) {
-      this._diag.error('setConfig ignored', error);
-      return;
-    }
-    super.setConfig(config);
-    this.resolved = resolved;
-    this.core?.setConfig(resolved, this.isEnabled());
+    const given = validOptions(config) as Config;
+    super.setConfig(given);
+    this.resolved = resolveConfig(given);
+    this.core?.setConfig(this.resolved, this.isEnabled());
   }
 
   /** Patches the library (when loaded) and starts per-job resource attribution. */

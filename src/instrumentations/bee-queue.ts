@@ -17,7 +17,7 @@ const SUPPORTED = ['>=2.0.0 <3'];
  * ```
  */
 export class BeeQueueInstrumentation extends QueueInstrumentationBase {
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: QueueInstrumentationConfig) {
     super('bee-queue', config);
   }

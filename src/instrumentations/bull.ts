@@ -17,7 +17,7 @@ const SUPPORTED = ['>=4.0.0 <5'];
  * ```
  */
 export class BullInstrumentation extends QueueInstrumentationBase {
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: QueueInstrumentationConfig) {
     super('bull', config);
   }

@@ -16,7 +16,7 @@ const SUPPORTED = ['>=5.0.0 <7'];
  * ```
  */
 export class BullMQInstrumentation extends QueueInstrumentationBase<BullMQInstrumentationConfig> {
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: BullMQInstrumentationConfig) {
     super('bullmq', config);
   }

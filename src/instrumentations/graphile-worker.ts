@@ -29,7 +29,7 @@ export class GraphileWorkerInstrumentation extends QueueInstrumentationBase {
   private declare plugin: GraphileWorkerPlugin | undefined;
   private declare restore: (() => void) | undefined;
 
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: QueueInstrumentationConfig) {
     super('graphile-worker', config);
   }

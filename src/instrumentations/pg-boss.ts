@@ -22,7 +22,7 @@ const SUPPORTED = ['>=12.0.0 <13'];
  * ```
  */
 export class PgBossInstrumentation extends QueueInstrumentationBase {
-  /** @param config - options; a wrong one throws a `TypeError` that names it. */
+  /** @param config - options; a wrong one is reported once through `diag`, naming it, and its default applies. */
   constructor(config?: QueueInstrumentationConfig) {
     super('pg-boss', config);
   }

@@ -1,8 +1,5 @@
 import { diag } from '@opentelemetry/api';
 
-/** Longest a shutdown may hold up the exit: export timeouts are longer, a stuck one must not hang. */
-const SHUTDOWN_TIMEOUT_MS = 5_000;
-
 /**
  * Flushes telemetry when the process is asked to stop, then lets it stop as it would have without
  * queue-otel:
@@ -13,16 +10,19 @@ const SHUTDOWN_TIMEOUT_MS = 5_000;
  *   is held now, and shut down when the event loop drains ('beforeExit'). An application that
  *   calls `process.exit()` itself can `await shutdown()` from `queue-otel/register` before it.
  * - The loop drains (the application closed everything): shut down on 'beforeExit'.
+ * Each flush or shutdown holds the exit up for at most `timeoutMs` (QUEUE_OTEL_SHUTDOWN_TIMEOUT,
+ * 1,500 ms by default): an exporter whose endpoint does not answer retries for up to its own
+ * timeout (10 s), and a stop must not wait for it; what is not exported by then is lost.
  * Returns the function that shuts down once (later calls get the same promise).
  */
-export function installShutdown(shutdownSdk: () => Promise<void>, flush: () => Promise<void>): () => Promise<void> {
+export function installShutdown(shutdownSdk: () => Promise<void>, flush: () => Promise<void>, timeoutMs: number): () => Promise<void> {
   let done: Promise<void> | undefined;
   const shutdown = () =>
-    (done ??= bounded(shutdownSdk(), 'shutdown').catch((error: unknown) => diag.error('queue-otel: shutdown failed', error)));
+    (done ??= bounded(shutdownSdk(), 'shutdown', timeoutMs).catch((error: unknown) => diag.error('queue-otel: shutdown failed', error)));
 
   const onSigterm = () => {
     if (process.listenerCount('SIGTERM') > 1) {
-      void bounded(flush(), 'flush').catch((error: unknown) => diag.error('queue-otel: flush failed', error));
+      void bounded(flush(), 'flush', timeoutMs).catch((error: unknown) => diag.error('queue-otel: flush failed', error));
       return;
     }
     void shutdown().finally(() => {
@@ -35,13 +35,16 @@ export function installShutdown(shutdownSdk: () => Promise<void>, flush: () => P
   return shutdown;
 }
 
-function bounded(work: Promise<void>, what: string): Promise<void> {
+function bounded(work: Promise<void>, what: string, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
-      diag.warn(`queue-otel: ${what} did not finish within ${SHUTDOWN_TIMEOUT_MS} ms; going on without it`);
+      diag.warn(
+        `queue-otel: the telemetry ${what} did not finish within ${timeoutMs} ms (QUEUE_OTEL_SHUTDOWN_TIMEOUT); ` +
+          'what was not exported by then is lost',
+      );
       resolve();
-    }, SHUTDOWN_TIMEOUT_MS);
+    }, timeoutMs);
     timer.unref();
   });
   return Promise.race([work, limit]).finally(() => clearTimeout(timer));

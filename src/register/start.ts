@@ -1,13 +1,16 @@
 import { createRequire } from 'node:module';
 import * as nodeModule from 'node:module';
 import { isMainThread } from 'node:worker_threads';
-import { DiagConsoleLogger, DiagLogLevel, diag, metrics, trace } from '@opentelemetry/api';
+import { DiagLogLevel, diag, metrics, trace } from '@opentelemetry/api';
 import { type Instrumentation, registerInstrumentations } from '@opentelemetry/instrumentation';
 import { type Dashboard, type MetricReaderClass, createDashboard } from '../dashboard/server.js';
 import { getQueueInstrumentations } from '../instrumentations/all.js';
 import { selfUrl } from '../self-url.js';
+import { type ConfigWarn, warnConfig } from '../config.js';
 import { readSettings } from './env.js';
+import { RegisterLogger } from './logger.js';
 import { metricReadersFromEnv } from './metric-readers.js';
+import { nodeTooOld, nodeTooOldMessage } from './node-version.js';
 import { installShutdown } from './shutdown.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -26,7 +29,15 @@ const OTEL_API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 
 const SDK_MISSING =
   'queue-otel/register needs @opentelemetry/sdk-node, which is not installed: ' +
-  'npm install @opentelemetry/sdk-node (0.2xx in an OpenTelemetry JS 2.x project, 0.30x in a 3.x one)';
+  'npm install @opentelemetry/sdk-node (0.2xx in an OpenTelemetry JS 2.x project, 0.30x in a 3.x one); ' +
+  'OpenTelemetry was not started and the application runs without it';
+
+const OFF: Omit<RegisterState, 'mode'> = { dashboard: undefined, shutdown: async () => {} };
+
+/** A line register must get across whatever the log level: it is why there is no telemetry. */
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
 
 /** The state of register in this process, if it ran. */
 export function registerState(): RegisterState | undefined {
@@ -36,36 +47,58 @@ export function registerState(): RegisterState | undefined {
 /**
  * Starts OpenTelemetry with every queue instrumentation, configured by environment variables.
  * Runs once per process (a second load, e.g. the ESM build after the CommonJS one, does nothing).
- * Bad settings throw, naming the variable, before anything is patched or started.
+ * Never throws: a setting that cannot be used is reported, naming the variable, and its default
+ * applies; without what it needs (Node.js 22.15, @opentelemetry/sdk-node) it says so in one line
+ * and starts nothing, and the application runs as it would without it.
  */
 export function startFromEnvironment(env: Env = process.env): RegisterState {
   const existing = registerState();
   if (existing !== undefined) return existing;
-  const state = start(env);
+  let state: RegisterState;
+  try {
+    state = start(env);
+  } catch (error) {
+    // Whatever went wrong setting telemetry up must not stop the application from starting.
+    say(`queue-otel: could not start OpenTelemetry (${String(error instanceof Error ? error.message : error).split('\n')[0]}); the application runs without it`);
+    state = { mode: 'disabled', ...OFF };
+  }
   (globalThis as Record<symbol, RegisterState | undefined>)[STATE] = state;
   return state;
 }
 
 function start(env: Env): RegisterState {
-  const settings = readSettings(env);
-  if (/^true$/i.test(env.OTEL_SDK_DISABLED?.trim() ?? '')) {
-    return { mode: 'disabled', dashboard: undefined, shutdown: async () => {} };
-  }
+  if (/^true$/i.test(env.OTEL_SDK_DISABLED?.trim() ?? '')) return { mode: 'disabled', ...OFF };
   if (!isMainThread || isQueueSandbox()) {
     // Preload flags reach worker threads and BullMQ's sandbox processes (they inherit execArgv).
-    // The main process already makes the spans and metrics of sandboxed jobs; a second SDK here
-    // would only duplicate them and fight over the Prometheus and dashboard ports.
-    return { mode: 'disabled', dashboard: undefined, shutdown: async () => {} };
+    // The main process already makes the spans and metrics of sandboxed jobs (and reports the
+    // settings); a second SDK here would only duplicate them and fight over the ports.
+    return { mode: 'disabled', ...OFF };
   }
-  if (env.OTEL_LOG_LEVEL === undefined || env.OTEL_LOG_LEVEL.trim() === '') {
-    // Errors only (an exporter that cannot reach its endpoint, a fault inside queue-otel) unless
-    // OTEL_LOG_LEVEL says otherwise; NodeSDK applies OTEL_LOG_LEVEL itself when it is set.
-    diag.setLogger(new DiagConsoleLogger(), { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true });
+  if (nodeTooOld()) {
+    say(nodeTooOldMessage());
+    return { mode: 'disabled', ...OFF };
   }
+  // Warnings and errors a user can act on, one line each (see RegisterLogger), unless
+  // OTEL_LOG_LEVEL asks for another level: NodeSDK then sets its own console logger, when it is
+  // constructed. Until then the settings' warnings wait, so that they go through that one.
+  const levelGiven = (env.OTEL_LOG_LEVEL?.trim() ?? '') !== '';
+  if (!levelGiven && !diagLoggerSet()) {
+    diag.setLogger(new RegisterLogger(env), { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+  }
+  const pending: string[] = [];
+  const warn: ConfigWarn = levelGiven ? (message) => pending.push(message) : warnConfig;
+  const reportPending = () => pending.splice(0).forEach((message) => warnConfig(message));
+
+  const settings = readSettings(env, process.cwd(), warn);
   const autoLater = autoInstrumentationsRegisterFollows(env);
   const attach = sdkAlreadyRegistered() || autoLater;
   // Without an SDK to join, sdk-node must be there: say so before anything is patched.
   const sdkPath = attach ? undefined : resolveSdkNode();
+  if (!attach && sdkPath === undefined) {
+    say(SDK_MISSING);
+    reportPending();
+    return { mode: 'disabled', ...OFF };
+  }
 
   if (settings.esmHook) registerEsmHook(env);
   const instrumentations = getQueueInstrumentations(settings.instrumentation) as unknown as Instrumentation[];
@@ -90,7 +123,8 @@ function start(env: Env): RegisterState {
         { code: 'QUEUE_OTEL_DASHBOARD_UNAVAILABLE' },
       );
     }
-    return { mode: 'attached', dashboard: undefined, shutdown: async () => {} };
+    reportPending();
+    return { mode: 'attached', ...OFF };
   }
 
   // Exporters and sdk-metrics as the application's sdk-node resolves them: its own dependencies.
@@ -100,12 +134,13 @@ function start(env: Env): RegisterState {
   };
 
   let dashboard: Dashboard | undefined;
-  const metricReaders = metricReadersFromEnv(env, requireSdk);
+  const metricReaders = metricReadersFromEnv(env, requireSdk, warn);
   if (settings.dashboard) {
     const { MetricReader } = requireSdk('@opentelemetry/sdk-metrics') as { MetricReader: MetricReaderClass };
     dashboard = createDashboard(MetricReader, {
       ...settings.dashboard,
-      serviceName: env.OTEL_SERVICE_NAME?.trim() || undefined,
+      // The service's name comes from the SDK's resource, as the exporters see it.
+      queueStateInterval: settings.instrumentation.queueStateInterval,
     });
     metricReaders.push(dashboard.reader);
     dashboard.ready.then(
@@ -115,6 +150,7 @@ function start(env: Env): RegisterState {
   }
 
   const sdk = new NodeSDK({ instrumentations, metricReaders });
+  reportPending(); // NodeSDK's constructor has set the logger OTEL_LOG_LEVEL asks for
   sdk.start();
 
   const flush = async () => {
@@ -122,10 +158,14 @@ function start(env: Env): RegisterState {
     const providers = [tracerProvider.getDelegate?.() ?? tracerProvider, metrics.getMeterProvider()];
     await Promise.all(providers.map((p) => (p as { forceFlush?: () => Promise<void> }).forceFlush?.()));
   };
-  const shutdown = installShutdown(async () => {
-    await sdk.shutdown();
-    await dashboard?.close();
-  }, flush);
+  const shutdown = installShutdown(
+    async () => {
+      await sdk.shutdown();
+      await dashboard?.close();
+    },
+    flush,
+    settings.shutdownTimeoutMs,
+  );
   return { mode: 'sdk', dashboard, shutdown };
 }
 
@@ -134,13 +174,18 @@ function isQueueSandbox(): boolean {
   return /[\\/]bullmq[\\/]dist[\\/](cjs|esm)[\\/]classes[\\/]main(-worker)?\.js$/.test(process.argv[1] ?? '');
 }
 
-/** Where the application's @opentelemetry/sdk-node is, as queue-otel resolves it. */
-function resolveSdkNode(): string {
+/** Where the application's @opentelemetry/sdk-node is, as queue-otel resolves it (undefined: not installed). */
+function resolveSdkNode(): string | undefined {
   try {
     return createRequire(selfUrl).resolve('@opentelemetry/sdk-node');
   } catch {
-    throw new Error(SDK_MISSING);
+    return undefined;
   }
+}
+
+/** Whether some code already set OpenTelemetry's diag logger (register then leaves it alone). */
+function diagLoggerSet(): boolean {
+  return (globalThis as Record<symbol, Record<string, unknown> | undefined>)[OTEL_API_GLOBAL]?.diag !== undefined;
 }
 
 function sdkAlreadyRegistered(): boolean {

@@ -19,6 +19,9 @@ export async function privateRedis(onPort?: number): Promise<PrivateRedis> {
   const port = onPort ?? (await freePort());
   const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+  // Refused connections are expected until the server listens; connect() rejects for each, and
+  // without a listener ioredis would also print each one as an unhandled 'error' event.
+  probe.on('error', () => {});
   await until(async () => probe.connect().then(() => true, () => false), 10_000, 'private redis up');
   probe.disconnect();
   return {

@@ -32,12 +32,15 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts `node <nodeArgs> <script>` in the repository root (so `queue-otel/register` resolves to this checkout). */
-export function startNode(nodeArgs: string[], script: string, env: Record<string, string | undefined>): Child {
+/**
+ * Starts `node <nodeArgs> <script>` in the repository root (so `queue-otel/register` resolves to
+ * this checkout), with this Node.js unless `node` names another binary.
+ */
+export function startNode(nodeArgs: string[], script: string, env: Record<string, string | undefined>, node = process.execPath): Child {
   const base: Record<string, string | undefined> = {};
   // No OTEL_* / QUEUE_OTEL_* from the test runner's own environment.
   for (const [k, v] of Object.entries(process.env)) if (!/^(OTEL_|QUEUE_OTEL_|npm_)/.test(k)) base[k] = v;
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  const child = spawn(node, [...nodeArgs, script], {
     cwd: ROOT,
     env: { ...base, OTEL_LOGS_EXPORTER: 'none', ...env } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

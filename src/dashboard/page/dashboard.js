@@ -10,6 +10,7 @@
     'waiting-children': '#e879f9', paused: '#94a3b8', failed: '#f87171', completed: '#4ade80',
   };
   var MUTED = '#8b98a9';
+  var INTERPOLATED = 'Interpolated within the buckets of the queue.job.wait.duration histogram, as Prometheus histogram_quantile does: the true value lies in the same bucket.';
   var GRID = '#263241';
 
   var state = { snapshot: null, charts: new Map(), selected: 'all', failures: 0, lastOk: 0 };
@@ -46,6 +47,9 @@
     return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds());
   }
   function plain(v) { return num(v); }
+  /** How old a state figure may be: it comes from the last read of the queue's store. */
+  function upTo(maxAgeS) { return maxAgeS < 120 ? Math.round(maxAgeS) + ' s' : seconds(maxAgeS); }
+  function asOf(maxAgeS) { return 'as of ≤ ' + upTo(maxAgeS) + ' ago'; }
 
   function colorFor(name) {
     var h = 0;
@@ -98,21 +102,23 @@
         }),
       },
       {
-        id: 'wait', title: 'Wait before start', note: 'queue.job.wait.duration p50 and p95 over the window', fmt: seconds,
+        id: 'wait', title: 'Wait before start',
+        note: 'queue.job.wait.duration p50 and p95 over the window, interpolated within histogram buckets (as histogram_quantile does)', fmt: seconds,
         lines: [
           { label: 'p50', values: q.wait.p50, color: '#60a5fa' },
           { label: 'p95', values: q.wait.p95, color: '#f472b6' },
         ],
       },
       {
-        id: 'depth', title: 'Queue depth', note: 'queue.job.count by state', fmt: plain,
+        id: 'depth', title: 'Queue depth', note: 'queue.job.count by state; each point up to ' + upTo(q.stateMaxAgeS.counts) + ' older than its time', fmt: plain,
         lines: Object.keys(q.depth).sort().map(function (s) {
           // completed is history, not backlog: off until its legend entry is clicked.
           return { label: s, values: q.depth[s], color: STATE_COLORS[s] || colorFor(s), show: s !== 'completed' };
         }),
       },
       {
-        id: 'age', title: 'Oldest', note: 'oldest ready job waiting, oldest dead letter, longest-running job', fmt: seconds,
+        id: 'age', title: 'Oldest',
+        note: 'oldest ready job waiting and oldest dead letter (which jobs they are: up to ' + upTo(q.stateMaxAgeS.oldest) + ' old), longest-running job', fmt: seconds,
         lines: [
           { label: 'waiting', values: q.age.waiting, color: '#60a5fa' },
           { label: 'dead letter', values: q.age.failed, color: '#f87171' },
@@ -213,9 +219,9 @@
       { k: 'busy workers', v: num(busy, 1), small: conc != null ? ' / ' + num(conc, 0) : '', bar: conc ? Math.min(1, (busy || 0) / conc) : null },
       { k: 'completed', v: num(done), small: ' /s' },
       { k: 'failed (dead letters)', v: num(failed == null ? null : failed * 60), small: ' /min', cls: failed > 0 ? 'bad' : '' },
-      { k: 'waiting', v: num(waiting, 0), small: '' },
-      { k: 'oldest waiting', v: seconds(last(q.age.waiting)), small: '', cls: last(q.age.waiting) > 60 ? 'warn' : '' },
-      { k: 'in failed set', v: num(last(q.depth.failed), 0), small: '', cls: last(q.depth.failed) > 0 ? 'warn' : '' },
+      { k: 'waiting', v: num(waiting, 0), small: '', note: asOf(q.stateMaxAgeS.counts) },
+      { k: 'oldest waiting', v: seconds(last(q.age.waiting)), small: '', cls: last(q.age.waiting) > 60 ? 'warn' : '', note: asOf(q.stateMaxAgeS.oldest) },
+      { k: 'in failed set', v: num(last(q.depth.failed), 0), small: '', cls: last(q.depth.failed) > 0 ? 'warn' : '', note: asOf(q.stateMaxAgeS.counts) },
       { k: 'memory held', v: bytes(held), small: '' },
     ];
     var tilesEl = section.querySelector('.tiles');
@@ -225,6 +231,7 @@
       tile.querySelector('.v').textContent = t.v;
       if (t.small) tile.querySelector('.v').appendChild(el('small', { text: t.small }));
       if (t.bar != null) tile.appendChild(el('div', { class: 'bar' }, [el('i', { style: 'width:' + Math.round(t.bar * 100) + '%' })]));
+      if (t.note) tile.appendChild(el('div', { class: 'note', text: t.note }));
       tilesEl.appendChild(tile);
     });
 
@@ -276,7 +283,8 @@
     }).join('');
     section.querySelector('.table').innerHTML = q.jobs.length === 0 ? '' :
       '<table class="jobs"><thead><tr><th>job name</th><th>busy</th><th>running</th><th>completed</th><th>retried</th><th>failed</th>' +
-      '<th>wait p50</th><th>wait p95</th><th>cpu</th><th>memory</th><th>longest run</th></tr></thead><tbody>' + rows + '</tbody></table>';
+      '<th title="' + INTERPOLATED + '">wait p50 ≈</th><th title="' + INTERPOLATED + '">wait p95 ≈</th>' +
+      '<th>cpu</th><th>memory</th><th>longest run</th></tr></thead><tbody>' + rows + '</tbody></table>';
 
     // Schedules: one row per schedule, with how long ago it last ran and the runs it missed.
     var now = snapshot.t.length ? snapshot.t[snapshot.t.length - 1] : null;
@@ -314,6 +322,7 @@
     document.getElementById('service').textContent = snapshot.service ? 'service ' + snapshot.service : '';
     document.getElementById('interval').textContent = String(snapshot.intervalS);
     document.getElementById('window').textContent = String(snapshot.windowS);
+    document.getElementById('state-interval').textContent = String(snapshot.stateIntervalS);
     if (snapshot.service) document.title = snapshot.service + ' · queue-otel live';
     renderNav(snapshot);
     var main = document.getElementById('main');

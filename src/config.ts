@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type Span, diag } from '@opentelemetry/api';
 import type { InstrumentationConfig } from '@opentelemetry/instrumentation';
 import type { QueueEntry } from './core/seam.js';
@@ -98,6 +100,23 @@ export interface QueueInstrumentationConfig extends InstrumentationConfig {
    * recommendation, so each consumer links to its own job's creation. Default true.
    */
   createSpans?: boolean;
+  /**
+   * Job names whose attempts get a V8 CPU profile of their own code: only the samples taken while
+   * that job's code ran on the event loop, so other jobs running at the same time are left out.
+   * Written as a `.cpuprofile` file (Chrome DevTools, speedscope) to `profileDirectory`; its path
+   * goes on the `process` span (`queue.job.profile.path`). For a library without job names, the
+   * queue name. Default: none (off: no inspector session is opened). At most one attempt is
+   * profiled at a time in a process, and each name at most once per `profileInterval`.
+   * See docs/profiling.md.
+   */
+  profileJobs?: string[];
+  /** Milliseconds between the starts of two profiles of the same job name. Default 60000. */
+  profileInterval?: number;
+  /**
+   * Folder the profiles are written to (created if missing). Default: `queue-otel-profiles` in the
+   * OS temporary folder. Each process keeps the 20 latest files it wrote there.
+   */
+  profileDirectory?: string;
 }
 
 /** Options of {@link BullMQInstrumentation}. */
@@ -122,6 +141,10 @@ export interface ResolvedConfig {
   maxNameLength: number;
   cardinalityLimit: number;
   createSpans: boolean;
+  /** Empty: profiling is off. */
+  profileJobs: readonly string[];
+  profileInterval: number;
+  profileDirectory: string;
 }
 
 export const DEFAULTS = {
@@ -139,7 +162,13 @@ export const DEFAULTS = {
   maxNameLength: 256,
   cardinalityLimit: 2000,
   createSpans: true,
+  profileInterval: 60_000,
 } as const;
+
+/** Where profiles go unless `profileDirectory` says otherwise (read when options are resolved). */
+export function defaultProfileDirectory(): string {
+  return join(tmpdir(), 'queue-otel-profiles');
+}
 
 type Check = (value: unknown) => string | undefined;
 
@@ -157,6 +186,9 @@ const isQueueEntry = (q: unknown): boolean =>
     typeof (q as QueueEntry).name === 'string' &&
     (q as QueueEntry).name !== '' &&
     ((q as QueueEntry).prefix === undefined || typeof (q as QueueEntry).prefix === 'string'));
+const isNameList: Check = (v) =>
+  Array.isArray(v) && v.every((q) => typeof q === 'string' && q !== '') ? undefined : 'an array of job names';
+const isPath: Check = (v) => (typeof v === 'string' && v.trim() !== '' && !v.includes('\0') ? undefined : 'a folder path');
 const isQueueList: Check = (v) =>
   Array.isArray(v) && v.every(isQueueEntry) ? undefined : 'an array of queue names or { name, prefix } objects';
 
@@ -178,6 +210,9 @@ const CHECKS: Record<keyof QueueInstrumentationConfig, Check> = {
   maxNameLength: isPositiveInteger,
   cardinalityLimit: isPositiveInteger,
   createSpans: isBoolean,
+  profileJobs: isNameList,
+  profileInterval: isMilliseconds,
+  profileDirectory: isPath,
 };
 
 /** Every option name, in the order the interface declares them. */
@@ -258,6 +293,9 @@ export function resolveConfig(config: unknown = {}, warn: ConfigWarn = warnConfi
     maxNameLength: c.maxNameLength ?? DEFAULTS.maxNameLength,
     cardinalityLimit: c.cardinalityLimit ?? DEFAULTS.cardinalityLimit,
     createSpans: c.createSpans ?? DEFAULTS.createSpans,
+    profileJobs: [...new Set(c.profileJobs ?? [])],
+    profileInterval: c.profileInterval ?? DEFAULTS.profileInterval,
+    profileDirectory: c.profileDirectory ?? defaultProfileDirectory(),
   };
 }
 

@@ -54,6 +54,8 @@ export const ATTR_QUEUE_JOB_STATE = 'queue.job.state';
 export const ATTR_QUEUE_JOB_CPU_TIME = 'queue.job.cpu.time';
 /** Span only: the most memory, in bytes, the attempt was seen to hold. */
 export const ATTR_QUEUE_JOB_MEMORY_PEAK = 'queue.job.memory.peak';
+/** Span only: the `.cpuprofile` file of this attempt's own CPU samples (option `profileJobs`). */
+export const ATTR_QUEUE_JOB_PROFILE_PATH = 'queue.job.profile.path';
 
 // queue-otel metrics.
 export const METRIC_QUEUE_JOB_WAIT_DURATION = 'queue.job.wait.duration';

@@ -20,6 +20,7 @@ import {
   ATTR_QUEUE_JOB_MEMORY_PEAK,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
+  ATTR_QUEUE_JOB_PROFILE_PATH,
   ATTR_QUEUE_JOB_WAIT_DURATION,
   ATTR_QUEUE_SCHEDULE_LAG,
   ATTR_QUEUE_SCHEDULE_NAME,
@@ -29,6 +30,7 @@ import { producerContext } from './carriers.js';
 import type { CoreContext } from './context.js';
 import { errorType } from './error-type.js';
 import { callHook } from './hooks.js';
+import type { AttemptProfile } from './profiling/profiler.js';
 import { type Isolate, type IsolateReading, toIsolate } from './resources/isolates.js';
 import { type LoopTenant, activeTenant, releaseTenant, runAsSlice, runWithTenant } from './resources/loop-attribution.js';
 import { ScheduleRecorder } from './schedules.js';
@@ -55,6 +57,9 @@ export class Attempt implements LoopTenant {
   isolate: Isolate | undefined;
   /** The sandbox's cumulative CPU when the job was handed to it. */
   isolateCpuBase: number | undefined;
+  /** Its CPU profile while it runs (option `profileJobs`), then the file it is written to. */
+  profile: AttemptProfile | undefined;
+  profilePath: string | undefined;
 
   constructor(
     readonly series: JobSeries,
@@ -199,6 +204,8 @@ export class AttemptRecorder {
    */
   runProcessor<T>(attempt: Attempt, fn: () => T, isolated: boolean): T {
     attempt.isolated = isolated;
+    // Profiling is off unless `profileJobs` names jobs: one check here, and one when it ends.
+    if (this.core.profiler !== undefined) this.beginProfile(attempt, isolated);
     if (!this.core.resourcesOn) {
       return attempt.context === undefined ? fn() : context.with(attempt.context, fn);
     }
@@ -216,6 +223,7 @@ export class AttemptRecorder {
     try {
       const attempt = activeTenant();
       if (!(attempt instanceof Attempt) || attempt.ended || !this.core.resourcesOn) return;
+      attempt.profile?.sandbox(handle);
       const isolate = toIsolate(handle);
       if (isolate === undefined) return;
       attempt.isolate = isolate;
@@ -233,6 +241,7 @@ export class AttemptRecorder {
     const now = performance.now();
     const { series } = attempt;
     attempt.ended = true;
+    if (attempt.profile !== undefined) this.endProfile(attempt);
     releaseTenant(attempt);
     series.heldBytes -= attempt.heldBytes;
     series.runningAttempts.delete(attempt);
@@ -303,6 +312,7 @@ export class AttemptRecorder {
         if (end.outcome === 'deferred' && end.deferral !== undefined) target.setAttribute(ATTR_QUEUE_JOB_DEFERRAL, end.deferral);
         if (measured && jobCpu) target.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
         if (measured && jobMemory) target.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
+        if (attempt.profilePath !== undefined) target.setAttribute(ATTR_QUEUE_JOB_PROFILE_PATH, attempt.profilePath);
       }
       if (span !== undefined && type !== undefined) markFailed(span, end.error, type, core.config.maxNameLength);
     } catch (error) {
@@ -310,6 +320,31 @@ export class AttemptRecorder {
     } finally {
       endQuietly(span);
     }
+  }
+
+  /** Starts the attempt's CPU profile if it is one to profile (profiling/profiler.ts). */
+  private beginProfile(attempt: Attempt, isolated: boolean): void {
+    const core = this.core;
+    try {
+      const { attributes, jobName } = attempt.series;
+      attempt.profile = core.profiler?.begin(
+        attempt,
+        { system: core.system, queue: String(attributes[ATTR_MESSAGING_DESTINATION_NAME]), jobName },
+        isolated,
+      );
+    } catch (error) {
+      core.report.error('could not start a job profile', error);
+    }
+  }
+
+  /** Stops the attempt's profile; its file goes on the span. */
+  private endProfile(attempt: Attempt): void {
+    try {
+      attempt.profilePath = attempt.profile?.end();
+    } catch (error) {
+      this.core.report.error('could not end a job profile', error);
+    }
+    attempt.profile = undefined;
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { ResolvedConfig } from '../config.js';
 import type { Instruments } from './instruments.js';
+import type { JobProfiler } from './profiling/profiler.js';
 import type { Reporter } from './report.js';
 import type { SandboxSampler } from './resources/sandboxes.js';
 import type { Tracker } from './tracker.js';
@@ -22,5 +23,7 @@ export interface CoreContext {
   /** Whether per-job CPU or memory is measured now. */
   readonly resourcesOn: boolean;
   readonly sandboxes: SandboxSampler;
+  /** Undefined unless the `profileJobs` option names jobs to profile. */
+  readonly profiler: JobProfiler | undefined;
   readonly report: Reporter;
 }

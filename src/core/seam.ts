@@ -105,6 +105,8 @@ export type IsolateHandle =
 
 /** The parts of `worker_threads.Worker` read for a sandboxed job. */
 export interface ThreadLike {
+  /** For a CPU profile of the job in the thread (option `profileJobs`). */
+  threadId?: number;
   cpuUsage?(): Promise<{ user: number; system: number }>;
   performance?: { eventLoopUtilization(): { active: number } };
   getHeapStatistics?(): Promise<{ used_heap_size: number }>;

@@ -4,6 +4,7 @@ import { type Attempt, AttemptRecorder } from './attempts.js';
 import { observe } from './collection.js';
 import type { CoreContext } from './context.js';
 import { Instruments } from './instruments.js';
+import { JobProfiler } from './profiling/profiler.js';
 import { QueueStats } from './queue-stats.js';
 import { Reporter } from './report.js';
 import { acquireLoopAttribution } from './resources/loop-attribution.js';
@@ -36,6 +37,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
   private readonly schedules: ScheduleRecorder;
   private readonly sends: SendRecorder;
   private readonly stats: QueueStats;
+  private jobProfiler: JobProfiler | undefined;
   private instruments: Instruments | undefined;
   private tracerRef: Tracer | undefined;
   private releaseLoop: (() => void) | undefined;
@@ -55,6 +57,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
       (key, message) => this.report.warnOnce(key, message),
     );
     this.sandboxes = new SandboxSampler(this.report);
+    this.jobProfiler = this.profilerFor(currentConfig);
     this.schedules = new ScheduleRecorder(this);
     this.attempts = new AttemptRecorder(this, this.schedules);
     this.sends = new SendRecorder(this);
@@ -81,6 +84,10 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
   /** Current instruments, or undefined while no usable meter is set. */
   get metrics(): Instruments | undefined {
     return this.instruments;
+  }
+
+  get profiler(): JobProfiler | undefined {
+    return this.jobProfiler;
   }
 
   get resourcesOn(): boolean {
@@ -190,6 +197,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
    */
   setConfig(config: ResolvedConfig, enabled: boolean): void {
     this.currentConfig = config;
+    this.jobProfiler = this.profilerFor(config);
     if (enabled) this.start();
   }
 
@@ -198,7 +206,8 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
     this.enabled = true;
     this.stop();
     const { jobCpu, jobMemory } = this.currentConfig;
-    if (!jobCpu && !jobMemory) return;
+    // A profile keeps the samples of the job's own slices: profiling needs the slices too.
+    if (!jobCpu && !jobMemory && this.jobProfiler === undefined) return;
     try {
       this.releaseLoop = acquireLoopAttribution(jobMemory);
     } catch (error) {
@@ -236,6 +245,11 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
     } catch (error) {
       this.report.error('could not create metric instruments; metrics are off', error);
     }
+  }
+
+  /** Profiles are taken only when `profileJobs` names jobs. */
+  private profilerFor(config: ResolvedConfig): JobProfiler | undefined {
+    return config.profileJobs.length > 0 ? new JobProfiler(config, this.report) : undefined;
   }
 
   private stop(): void {

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type DiagLogger, diag as globalDiag } from '@opentelemetry/api';
 import { DEFAULTS, warnConfig } from '../config.js';
+import { latestProfiles, writtenProfile } from '../core/profiling/files.js';
 import { selfUrl } from '../self-url.js';
 import { METRIC_QUEUE_JOB_BUSY_TIME } from '../semconv.js';
 import { type Collection, DashboardModel, type PointLike } from './model.js';
@@ -137,8 +140,12 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
         return;
       }
       if (path === '/api/snapshot') {
-        const body = JSON.stringify({ service: service ?? DEFAULT_SERVICE_NAME, ...model.snapshot() });
+        const body = JSON.stringify({ service: service ?? DEFAULT_SERVICE_NAME, ...model.snapshot(), profiles: profileLinks() });
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+        return;
+      }
+      if (path.startsWith('/profiles/')) {
+        serveProfile(path, req, res, diag);
         return;
       }
       const file = ASSETS[path];
@@ -183,6 +190,58 @@ export function createDashboard(ReaderBase: MetricReaderClass, options: Dashboar
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A link to the latest profile of a job name (option `profileJobs`). */
+export interface ProfileLink {
+  system: string;
+  queue: string;
+  /** Absent for a library without job names. */
+  job?: string;
+  /** Relative to the page. */
+  url: string;
+  /** Unix ms at which it was written. */
+  writtenAt: number;
+}
+
+/** The latest profile of each job name that this process wrote. */
+function profileLinks(): ProfileLink[] {
+  return latestProfiles().map((p) => ({
+    system: p.system,
+    queue: p.queue,
+    ...(p.jobName === undefined ? {} : { job: p.jobName }),
+    url: `profiles/${p.id}.cpuprofile`,
+    writtenAt: p.writtenAt,
+  }));
+}
+
+/**
+ * `/profiles/<id>.cpuprofile`: a profile this process wrote and still keeps, found by its id in
+ * the list of written files; nothing of the request becomes a path, so no other file can be read.
+ */
+function serveProfile(path: string, req: IncomingMessage, res: ServerResponse, diag: DiagLogger): void {
+  const match = /^\/profiles\/([1-9][0-9]{0,15})\.cpuprofile$/.exec(path);
+  const profile = match === null ? undefined : writtenProfile(Number(match[1]));
+  if (profile === undefined) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    return;
+  }
+  readFile(profile.path).then(
+    (body) => {
+      res
+        .writeHead(200, {
+          'content-type': 'application/json',
+          'content-disposition': `attachment; filename="${basename(profile.path)}"`,
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+        })
+        .end(body);
+    },
+    (error: unknown) => {
+      diag.debug('queue-otel dashboard: could not read a profile', error);
+      if (!res.headersSent) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    },
+  );
 }
 
 /**

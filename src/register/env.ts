@@ -54,6 +54,13 @@ const MILLISECONDS = integer(1, Number.MAX_SAFE_INTEGER, 'a whole number of mill
 const COUNT = integer(1, Number.MAX_SAFE_INTEGER, 'an integer >= 1');
 const PORT = integer(0, 65535, 'a port number from 0 to 65535 (0: any free port)');
 
+const names: Parse<string[]> = (text) => {
+  const items = text.split(',').map((s) => s.trim());
+  return items.some((s) => s === '') ? new Invalid('a comma-separated list of job names') : items;
+};
+
+const path: Parse<string> = (text) => text.trim();
+
 /**
  * Every option of {@link QueueInstrumentationConfig}, each with its variable. A `Record` over the
  * option keys: adding an option to the config without a variable here fails to compile.
@@ -77,6 +84,9 @@ const OPTION_VARIABLES: Record<keyof QueueInstrumentationConfig, { name: string;
   maxNameLength: { name: 'QUEUE_OTEL_MAX_NAME_LENGTH', parse: COUNT },
   cardinalityLimit: { name: 'QUEUE_OTEL_CARDINALITY_LIMIT', parse: COUNT },
   createSpans: { name: 'QUEUE_OTEL_CREATE_SPANS', parse: boolean },
+  profileJobs: { name: 'QUEUE_OTEL_PROFILE_JOBS', parse: names },
+  profileInterval: { name: 'QUEUE_OTEL_PROFILE_INTERVAL', parse: MILLISECONDS },
+  profileDirectory: { name: 'QUEUE_OTEL_PROFILE_DIRECTORY', parse: path },
 };
 
 /** Variables of register itself, not options of the instrumentations. */

@@ -70,10 +70,29 @@ function open(tenant: LoopTenant): void {
   sliceStart = performance.now();
 }
 
+/** Receives every slice of one tenant as it closes (start and end, `performance.now()` ms). */
+export interface SliceWatch {
+  readonly tenant: LoopTenant;
+  slice(start: number, end: number): void;
+}
+
+/**
+ * The one tenant whose slices are being recorded (a profiled attempt, `profiling/`), if any.
+ * Unset unless a profile is being taken: then closing a slice costs one check more.
+ */
+let watch: SliceWatch | undefined;
+
+/** Records the slices of `w.tenant` from now on, instead of any other's; undefined stops. */
+export function watchSlices(w: SliceWatch | undefined): void {
+  watch = w;
+}
+
 function close(): void {
   const tenant = current as LoopTenant;
   current = undefined;
-  tenant.addLoopTime(performance.now() - sliceStart);
+  const end = performance.now();
+  tenant.addLoopTime(end - sliceStart);
+  if (watch !== undefined && watch.tenant === tenant) watch.slice(sliceStart, end);
   if (!measureHeap) return;
   const heap = heapBytes();
   lastHeap = heap;

@@ -271,20 +271,29 @@
       specs.forEach(function (spec) { chartsEl.appendChild(state.charts.get(q.name + '/' + spec.id).card); });
     }
 
-    // Table: one row per job name.
+    // Table: one row per job name; a profile column when a job of this queue was profiled.
+    var profiles = {};
+    (snapshot.profiles || []).forEach(function (p) {
+      if (p.queue === q.name && p.system === q.system) profiles[p.job == null ? '' : p.job] = p;
+    });
+    var profiled = Object.keys(profiles).length > 0;
     var rows = q.jobs.map(function (j) {
       var failCls = j.failed > 0 ? 'bad' : '';
+      var p = profiles[j.name];
+      var profileCell = !profiled ? '' : '<td>' + (p ? '<a class="profile" download href="' + escapeHtml(p.url) + '" title="CPU profile of this job\'s own code, written ' +
+        escapeHtml(new Date(p.writtenAt).toLocaleString()) + ' (open in Chrome DevTools or speedscope)">' + clock(p.writtenAt / 1000) + '</a>' : '–') + '</td>';
       return '<tr><td><span class="swatch" style="background:' + colorFor(j.name) + '"></span>' + escapeHtml(j.name) + '</td>' +
         '<td>' + num(j.busy, 2) + '</td><td>' + num(j.active, 0) + '</td>' +
         '<td>' + perSecond(j.completed) + '</td><td class="' + (j.retried > 0 ? 'warn' : '') + '">' + perSecond(j.retried) + '</td>' +
         '<td class="' + failCls + '">' + perSecond(j.failed) + '</td>' +
         '<td>' + seconds(j.waitP50) + '</td><td>' + seconds(j.waitP95) + '</td>' +
-        '<td>' + cores(j.cpu) + '</td><td>' + bytes(j.memory) + '</td><td>' + seconds(j.runningOldest) + '</td></tr>';
+        '<td>' + cores(j.cpu) + '</td><td>' + bytes(j.memory) + '</td><td>' + seconds(j.runningOldest) + '</td>' + profileCell + '</tr>';
     }).join('');
     section.querySelector('.table').innerHTML = q.jobs.length === 0 ? '' :
       '<table class="jobs"><thead><tr><th>job name</th><th>busy</th><th>running</th><th>completed</th><th>retried</th><th>failed</th>' +
       '<th title="' + INTERPOLATED + '">wait p50 ≈</th><th title="' + INTERPOLATED + '">wait p95 ≈</th>' +
-      '<th>cpu</th><th>memory</th><th>longest run</th></tr></thead><tbody>' + rows + '</tbody></table>';
+      '<th>cpu</th><th>memory</th><th>longest run</th>' + (profiled ? '<th>latest profile</th>' : '') +
+      '</tr></thead><tbody>' + rows + '</tbody></table>';
 
     // Schedules: one row per schedule, with how long ago it last ran and the runs it missed.
     var now = snapshot.t.length ? snapshot.t[snapshot.t.length - 1] : null;

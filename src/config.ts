@@ -2,6 +2,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Span, diag } from '@opentelemetry/api';
 import type { InstrumentationConfig } from '@opentelemetry/instrumentation';
+import type { QueueEntry } from './core/seam.js';
+
+export type { QueueEntry };
 
 /** What a `processHook` is given: the queue and the library's own job object. */
 export interface ProcessHookInfo {
@@ -64,8 +67,13 @@ export interface QueueInstrumentationConfig extends InstrumentationConfig {
    * the queue's store; others report nothing for it. Default true. False: every process reports.
    */
   queueStateLeader?: boolean;
-  /** Queues to report state for besides those this process creates a Queue, Worker or QueueEvents for. */
-  queues?: string[];
+  /**
+   * Queues to report state for besides those this process creates a Queue, Worker or QueueEvents
+   * for: a name, or `{ name, prefix }` with the queue's key prefix (BullMQ and Bull `prefix`,
+   * Bee-Queue `prefix`; pg-boss: its schema). A queue listed by name alone is looked for under the
+   * prefixes (and connections) this process's own queues use, and read only where it is found.
+   */
+  queues?: Array<string | QueueEntry>;
   /**
    * Queues reported per process before further queues are reported as `_OTHER`. Default 1000.
    * See README, "Cardinality", for how this and the other budgets keep every instrument under the
@@ -127,7 +135,7 @@ export interface ResolvedConfig {
   queueStateInterval: number;
   queueStateTimeout: number;
   queueStateLeader: boolean;
-  queues: readonly string[];
+  queues: readonly QueueEntry[];
   maxQueues: number;
   maxErrorTypesPerQueue: number;
   maxNameLength: number;
@@ -171,11 +179,18 @@ const isPositiveInteger: Check = (v) =>
 
 const isMilliseconds: Check = (v) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1 ? undefined : 'a whole number of milliseconds >= 1';
+const isQueueEntry = (q: unknown): boolean =>
+  (typeof q === 'string' && q !== '') ||
+  (q !== null &&
+    typeof q === 'object' &&
+    typeof (q as QueueEntry).name === 'string' &&
+    (q as QueueEntry).name !== '' &&
+    ((q as QueueEntry).prefix === undefined || typeof (q as QueueEntry).prefix === 'string'));
 const isNameList: Check = (v) =>
   Array.isArray(v) && v.every((q) => typeof q === 'string' && q !== '') ? undefined : 'an array of job names';
 const isPath: Check = (v) => (typeof v === 'string' && v.trim() !== '' && !v.includes('\0') ? undefined : 'a folder path');
 const isQueueList: Check = (v) =>
-  Array.isArray(v) && v.every((q) => typeof q === 'string' && q !== '') ? undefined : 'an array of queue names';
+  Array.isArray(v) && v.every(isQueueEntry) ? undefined : 'an array of queue names or { name, prefix } objects';
 
 const CHECKS: Record<keyof QueueInstrumentationConfig, Check> = {
   enabled: isBoolean,
@@ -272,7 +287,7 @@ export function resolveConfig(config: unknown = {}, warn: ConfigWarn = warnConfi
     queueStateInterval: c.queueStateInterval ?? DEFAULTS.queueStateInterval,
     queueStateTimeout: c.queueStateTimeout ?? DEFAULTS.queueStateTimeout,
     queueStateLeader: c.queueStateLeader ?? DEFAULTS.queueStateLeader,
-    queues: [...(c.queues ?? [])],
+    queues: (c.queues ?? []).map((q) => (typeof q === 'string' ? { name: q } : { name: q.name, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) })),
     maxQueues: c.maxQueues ?? DEFAULTS.maxQueues,
     maxErrorTypesPerQueue: c.maxErrorTypesPerQueue ?? DEFAULTS.maxErrorTypesPerQueue,
     maxNameLength: c.maxNameLength ?? DEFAULTS.maxNameLength,

@@ -8,6 +8,7 @@ export type { QueueInstrumentationBase } from './instrumentations/base.js';
 export type {
   BullMQInstrumentationConfig,
   QueueInstrumentationConfig,
+  QueueEntry,
   ProcessHookInfo,
   SendHookInfo,
 } from './config.js';

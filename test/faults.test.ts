@@ -112,7 +112,7 @@ describe('options', () => {
     [{ useProducerSpanAsParent: 'yes' }, 'queue-otel: option "useProducerSpanAsParent" must be a boolean, got "yes"; using the default, false'],
     [{ processHook: 1 }, 'queue-otel: option "processHook" must be a function, got 1; ignored'],
     [{ queueStateInterval: 2.5 }, 'queue-otel: option "queueStateInterval" must be a whole number of milliseconds >= 1, got 2.5; using the default, 15000'],
-    [{ queues: 'emails' }, 'queue-otel: option "queues" must be an array of queue names, got "emails"; using none'],
+    [{ queues: 'emails' }, 'queue-otel: option "queues" must be an array of queue names or { name, prefix } objects, got "emails"; using none'],
     [{ maxJobNames: 10 }, 'queue-otel: unknown option "maxJobNames" ignored (did you mean "maxJobNamesPerQueue"?); known options: enabled, maxJobNamesPerQueue,'],
     [{ jobcpu: false }, 'queue-otel: unknown option "jobcpu" ignored (did you mean "jobCpu"?)'],
   ])('%j warns once through diag at construction, naming the option, and its default applies', (options, message) => {

@@ -4,6 +4,7 @@ import { SpanKind } from '@opentelemetry/api';
 import pg from 'pg';
 import { satisfies } from 'semver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_CLASS, lockKey } from '../src/adapters/pg-lease.js';
 import { PgBossInstrumentation } from '../src/index.js';
 import { histogram, points, total } from './helpers/otel.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
@@ -98,22 +99,36 @@ describe('pg-boss with its own telemetry off', () => {
   });
 
   // The queue columns it reads exist from pg-boss 12.38.0; before, no state is read.
-  it.skipIf(!satisfies(libraryVersion('pg-boss'), '>=12.38.0'))('reports a queue\'s state only while it holds the lease row', async () => {
+  it.skipIf(!satisfies(libraryVersion('pg-boss'), '>=12.38.0'))("reports a queue's state only while its own session holds the queue's advisory lock, and creates nothing", async () => {
     const name = queueName('pgboss-lease').replace(/-/g, '_');
     await boss.createQueue(name);
     const client = new pg.Client({ connectionString: pgUrl() });
     await client.connect();
+    const tables = async () => (await client.query(`SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema])).rows.map((r) => r.tablename as string);
+    const before = await tables();
+    const key = lockKey(`${schema}.${name}`);
+    const holder = async () =>
+      (await client.query(`SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid::bigint = $2 AND l.objsubid = 2 AND l.granted`, [LOCK_CLASS, key >>> 0])).rows[0] as
+        | { pid: number; application_name: string }
+        | undefined;
     try {
       await boss.send(name, {}); // starts watching the queue
       const counts = async () => points((await otel.collect()).get('queue.job.count'), { 'messaging.destination.name': name });
       await until(async () => (await counts()).length > 0, 20_000, 'state reported');
-      // Another process takes the lease (as if this one had not renewed it in time).
-      await client.query(`UPDATE ${schema}.queue_otel_lease SET owner = 'someone-else', expires_at = now() + interval '1 hour' WHERE queue = $1`, [name]);
-      await sleep(1_000);
+      const mine = await holder();
+      expect(mine?.application_name).toBe('queue-otel');
+      // Another process takes the lock: this one's session dies, and the other locks first.
+      await client.query('SELECT pg_terminate_backend($1)', [mine!.pid]);
+      await until(async () => (await client.query('SELECT pg_try_advisory_lock($1, $2) AS got', [LOCK_CLASS, key])).rows[0].got === true, 5_000, 'the lock');
       await until(async () => (await counts()).every((p) => p.value === 0), 20_000, 'zeros once the lease is lost');
-      await client.query(`UPDATE ${schema}.queue_otel_lease SET expires_at = now() - interval '1 second' WHERE queue = $1`, [name]);
+      await sleep(1_000);
+      expect((await counts()).every((p) => p.value === 0), 'still not the holder').toBe(true);
+      await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, key]);
       // Back to this process: the oldest waiting job's age (read from the job table) returns.
       await until(async () => (points((await otel.collect()).get('queue.oldest.age'), { 'messaging.destination.name': name })[0]?.value ?? 0) > 1, 20_000, 'lease back');
+      expect((await holder())?.application_name).toBe('queue-otel');
+      expect(await tables(), 'no table created in the schema').toEqual(before);
     } finally {
       await client.end();
     }

@@ -97,6 +97,7 @@ describe('memory on the shared event loop', () => {
   // The experiment from the issue (also in examples/memory-cliff): 20 jobs that each hold about
   // 1 MB for a second, beside one job that builds about 200 MB over two seconds.
   it('the job that builds 200 MB is on top while it runs and when it ends, with at least 100 MB, every time', async () => {
+    let bigSteps = 0;
     const { name, queue } = queueWithWorker(
       'memory',
       async (job: { name: string }) => {
@@ -108,6 +109,7 @@ describe('memory on the shared event loop', () => {
         const rows: Row[] = [];
         for (let step = 0; step < 20; step++) {
           for (let i = 0; i < 9_000; i++) rows.push(row(step * 9_000 + i)); // about 10 MB a step
+          bigSteps = step + 1;
           await sleep(100);
         }
         return rows.length;
@@ -116,6 +118,7 @@ describe('memory on the shared event loop', () => {
     );
     const attrs = { 'messaging.destination.name': name };
     for (let rep = 0; rep < 3; rep++) {
+      bigSteps = 0;
       const before = spansOf(name).length;
       await queue.addBulk([{ name: 'big', data: {} }, ...Array.from({ length: 20 }, () => ({ name: 'small', data: {} }))]);
       await until(async () => total((await otel.collect()).get('queue.job.active'), { ...attrs, 'queue.job.name': 'small' }) === 20, 10_000, 'small jobs running');
@@ -124,7 +127,9 @@ describe('memory on the shared event loop', () => {
       const bigEarly = total(usage, { ...attrs, 'queue.job.name': 'big' });
       const smallEach = total(usage, { ...attrs, 'queue.job.name': 'small' }) / 20;
       expect(bigEarly).toBeGreaterThan(smallEach);
-      await sleep(1000);
+      // Once it has built about 100 MB (by its progress, not by the clock: a loaded machine builds
+      // slower), the big job holds more than half of that.
+      await until(() => bigSteps >= 10, 15_000, 'the big job half way');
       usage = (await otel.collect()).get('queue.job.memory.usage');
       expect(total(usage, { ...attrs, 'queue.job.name': 'big' })).toBeGreaterThan(50e6);
       await until(() => spansOf(name).length === before + 21, 15_000, 'all 21 jobs');
@@ -192,10 +197,11 @@ describe('sandboxed processors: usage read from the parent', () => {
       const cpu = Number(span!.attributes['queue.job.cpu.time']);
       // The job spins 400 ms. The sandbox measures its own CPU inside the processor; ours runs
       // from handing the job over to its result, so it also holds the sandbox's own handling of
-      // the job (measured up to 0.11 s more on a loaded machine) and 10 ms clock ticks.
+      // the job (measured up to 0.11 s more on a quiet machine, 0.20 s at a load average of 12 on
+      // 2 cores) and 10 ms clock ticks.
       expect(cpu).toBeGreaterThan(0.34);
       expect(cpu - self.cpuMs / 1000).toBeGreaterThan(-0.05);
-      expect(cpu - self.cpuMs / 1000).toBeLessThan(0.2);
+      expect(cpu - self.cpuMs / 1000).toBeLessThan(0.3);
       const peak = Number(span!.attributes['queue.job.memory.peak']);
       // A thread's figure is its V8 heap, a process's its resident set: compare with the same. The
       // heap includes garbage not yet collected, and the two sides sample at different moments

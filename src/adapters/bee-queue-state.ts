@@ -6,11 +6,10 @@
  * its ready time is its `options.delay` (an absolute time) or `options.timestamp`. The failed set
  * is unordered and stores no failure time, so the oldest failed job's age is not reported.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
-import { LUA_LEASE } from './redis-lease.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
-local prefix = KEYS[2]
 local out = {1, redis.call('LLEN', prefix .. 'waiting'), redis.call('LLEN', prefix .. 'active'),
   redis.call('ZCARD', prefix .. 'delayed'), redis.call('SCARD', prefix .. 'failed'), redis.call('SCARD', prefix .. 'succeeded')}
 local readyAt = -1
@@ -33,37 +32,72 @@ export interface BeeStateQueue {
   name: string;
   _isClosed?: boolean;
   settings?: { keyPrefix?: string };
-  client?: { eval?: (...args: unknown[]) => unknown } | null;
+  client?: BeeRedisLike | null;
+}
+/** node-redis 3 (Bee-Queue's default) takes a callback; ioredis accepts one too. */
+export interface BeeRedisLike {
+  eval?: (...args: unknown[]) => unknown;
+}
+
+function evalWith(client: BeeRedisLike, ...args: Array<string | number>): Promise<unknown> {
+  return new Promise<unknown>((resolve, reject) => {
+    client.eval!(...args, (error: unknown, value: unknown) => (error ? reject(error) : resolve(value)));
+  });
+}
+
+/** Keys one of which exists for any Bee-Queue queue that has been used. */
+export const BEE_KEYS = ['id', 'jobs', 'waiting', 'active', 'delayed', 'succeeded', 'failed', 'stallBlock'];
+
+/**
+ * The connection and prefix of an open Bee-Queue queue. Bee-Queue's `keyPrefix` setting is
+ * "<prefix>:<name>:"; the place's prefix is the part before the name.
+ */
+export function beePlace(queue: BeeStateQueue | undefined): RedisPlace<BeeRedisLike> | undefined {
+  const client = queue?.client;
+  if (queue === undefined || client == null || typeof client.eval !== 'function') return undefined;
+  const own = queue.settings?.keyPrefix ?? `bq:${queue.name}:`;
+  const prefix = own.endsWith(`:${queue.name}:`) ? own.slice(0, own.length - queue.name.length - 2) : 'bq';
+  return { client, prefix };
+}
+
+/** Whether Bee-Queue queue `queue` has keys under `place`. */
+export async function beeQueueExists(place: RedisPlace<BeeRedisLike>, queue: string): Promise<boolean> {
+  return Number(await evalWith(place.client, LUA_EXISTS, 1, `${place.prefix}:${queue}:`, ...BEE_KEYS)) === 1;
 }
 
 /**
- * A state source for `queue`, through the connection of an open Bee-Queue queue of this process.
- * Resolves `null` when none is left open.
+ * A state source for `queue`, read at the place (connection and prefix) `locate()` finds.
+ * Resolves `null` when no open queue is left.
  */
-export function beeQueueStateSource(holder: () => BeeStateQueue | undefined, queue: string): QueueStateSource {
+export function beeQueueStateSource(queue: string, locate: () => Promise<RedisPlace<BeeRedisLike> | StateUnavailable | null>): QueueStateSource {
+  let leased: { client: BeeRedisLike; key: string } | undefined;
   return {
-    async read(owner, leaseMs): Promise<QueueStateReading | undefined | null> {
-      const object = holder();
-      const client = object?.client;
-      if (object === undefined || client == null || typeof client.eval !== 'function') return null;
-      // keyPrefix is "<prefix>:<name>:"; for another queue of the same prefix, swap the name.
-      const own = object.settings?.keyPrefix ?? `bq:${object.name}:`;
-      const prefix = queue === object.name ? own : `${own.slice(0, own.length - object.name.length - 1)}${queue}:`;
-      // node-redis 3 (Bee-Queue's default) takes a callback; ioredis accepts one too.
-      const reply = await new Promise<unknown>((resolve, reject) => {
-        client.eval!(SCRIPT, 2, `${prefix}queue-otel:state-lease`, prefix, owner, leaseMs, (error: unknown, value: unknown) =>
-          error ? reject(error) : resolve(value),
-        );
-      });
-      if (!Array.isArray(reply) || Number(reply[0]) !== 1) return undefined;
-      const n = (i: number) => Number(reply[i] ?? 0);
-      const readyAt = Number(reply[6]);
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
+      const place = await locate();
+      if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
+      const prefix = `${place.prefix}:${queue}:`;
+      const key = leaseKey(prefix);
+      const reply = await evalWith(place.client, SCRIPT, 2, key, prefix, owner, leaseMs);
+      const held = leaseAnswer(reply);
+      if (held !== undefined) return held;
+      if (leaseMs > 0) leased = { client: place.client, key };
+      const r = reply as unknown[];
+      const n = (i: number) => Number(r[i] ?? 0);
+      const readyAt = Number(r[6]);
       return {
         counts: { waiting: n(1), active: n(2), delayed: n(3), failed: n(4), completed: n(5) },
         oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
         oldestFailedAt: undefined,
         hasFailedOldest: false,
       };
+    },
+    async release(owner) {
+      if (leased === undefined) return;
+      const { client, key } = leased;
+      leased = undefined;
+      await evalWith(client, LUA_RELEASE, 1, key, owner);
     },
   };
 }

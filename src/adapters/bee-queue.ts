@@ -19,7 +19,8 @@
  */
 import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, JobTelemetry } from '../core/seam.js';
 import { readNumber, readProperty } from '../safe.js';
-import { type BeeStateQueue, beeQueueStateSource } from './bee-queue-state.js';
+import { type BeeRedisLike, type BeeStateQueue, beePlace, beeQueueExists, beeQueueStateSource } from './bee-queue-state.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
@@ -180,12 +181,17 @@ function wrapClose(original: AnyFunction): AnyFunction {
 /** The Bee-Queue queues of this process per name, whose connections state reads use. */
 const holders = new QueueHolders<BeeStateQueue>((queue) => !queue._isClosed);
 
+/** The places (connection, prefix) of every open queue of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<BeeRedisLike>>> {
+  return holders.allOpen().flatMap((queue) => beePlace(queue) ?? []);
+}
+
 function watch(queue: BeeStateQueue | undefined, telemetry: JobTelemetry): void {
   if (queue === undefined || typeof readProperty(queue, 'name') !== 'string' || !telemetry.queueState) return;
   holders.add(queue.name, queue);
-  telemetry.watchQueue(queue.name, () => beeQueueStateSource(() => holders.open(queue.name), queue.name));
-  for (const name of telemetry.listedQueues) {
-    telemetry.watchQueue(name, () => beeQueueStateSource(() => holders.open(name, true), name));
+  for (const { name, entry } of watched(queue.name, telemetry.listedQueues)) {
+    const exists = (place: RedisPlace<BeeRedisLike>) => beeQueueExists(place, name);
+    telemetry.watchQueue(name, () => beeQueueStateSource(name, locator(name, entry, () => beePlace(holders.open(name)), allPlaces, exists)));
   }
 }
 

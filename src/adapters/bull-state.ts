@@ -9,11 +9,10 @@
  * list, so with priorities the tail is the next job to run rather than strictly the oldest) and
  * the lowest score of the failed set. Never a scan.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
-import { LUA_LEASE } from './redis-lease.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
-local prefix = KEYS[2]
 local out = {1}
 for _, list in ipairs({'wait', 'active', 'paused'}) do out[#out + 1] = redis.call('LLEN', prefix .. list) end
 for _, set in ipairs({'delayed', 'failed', 'completed'}) do out[#out + 1] = redis.call('ZCARD', prefix .. set) end
@@ -34,7 +33,7 @@ out[#out + 1] = failed[2] or '-1'
 return out
 `;
 
-interface RedisLike {
+export interface BullRedisLike {
   eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
 }
 
@@ -44,22 +43,42 @@ export interface BullStateQueue {
   /** Set by close(). */
   closing?: unknown;
   keyPrefix?: string;
-  client?: RedisLike;
+  client?: BullRedisLike;
+}
+
+/** Keys one of which exists for any Bull queue that has been used. */
+export const BULL_KEYS = ['id', 'wait', 'active', 'paused', 'delayed', 'failed', 'completed', 'meta-paused', 'stalled-check'];
+
+/** Whether Bull queue `queue` has keys under `place`. */
+export async function bullQueueExists(place: RedisPlace<BullRedisLike>, queue: string): Promise<boolean> {
+  return Number(await place.client.eval(LUA_EXISTS, 1, `${place.prefix}:${queue}:`, ...BULL_KEYS)) === 1;
+}
+
+/** The connection and prefix of an open Bull queue. */
+export function bullPlace(queue: BullStateQueue | undefined): RedisPlace<BullRedisLike> | undefined {
+  const client = queue?.client;
+  if (queue === undefined || client === undefined || typeof client.eval !== 'function') return undefined;
+  return { client, prefix: queue.keyPrefix ?? 'bull' };
 }
 
 /**
- * A state source for `queue`, read through the connection of whichever open Bull queue `holder()`
- * returns. Resolves `null` when none is left open: the process no longer has the queue.
+ * A state source for `queue`, read at the place (connection and prefix) `locate()` finds.
+ * Resolves `null` when no open queue is left: the process no longer has the queue.
  */
-export function bullStateSource(holder: () => BullStateQueue | undefined, queue: string): QueueStateSource {
+export function bullStateSource(queue: string, locate: () => Promise<RedisPlace<BullRedisLike> | StateUnavailable | null>): QueueStateSource {
+  let leased: { client: BullRedisLike; key: string } | undefined;
   return {
-    async read(owner, leaseMs): Promise<QueueStateReading | undefined | null> {
-      const object = holder();
-      const client = object?.client;
-      if (object === undefined || client === undefined || typeof client.eval !== 'function') return null;
-      const prefix = `${object.keyPrefix ?? 'bull'}:${queue}:`;
-      const reply = (await client.eval(SCRIPT, 2, `${prefix}queue-otel:state-lease`, prefix, owner, leaseMs)) as Array<number | string>;
-      if (!Array.isArray(reply) || reply[0] !== 1) return undefined;
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
+      const place = await locate();
+      if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
+      const prefix = `${place.prefix}:${queue}:`;
+      const key = leaseKey(prefix);
+      const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;
+      const held = leaseAnswer(reply);
+      if (held !== undefined) return held;
+      if (leaseMs > 0) leased = { client: place.client, key };
       const n = (i: number) => Number(reply[i] ?? 0);
       const readyAt = Number(reply[7]);
       const failedAt = Number(reply[8]);
@@ -68,6 +87,12 @@ export function bullStateSource(holder: () => BullStateQueue | undefined, queue:
         oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
         oldestFailedAt: failedAt >= 0 ? failedAt : undefined,
       };
+    },
+    async release(owner) {
+      if (leased === undefined) return;
+      const { client, key } = leased;
+      leased = undefined;
+      await client.eval(LUA_RELEASE, 1, key, owner);
     },
   };
 }

@@ -19,7 +19,8 @@
  */
 import type { AttemptEnd, AttemptFacts, AttemptHandle, JobTelemetry } from '../core/seam.js';
 import { readNumber, readProperty, readString } from '../safe.js';
-import { type BullStateQueue, bullStateSource } from './bull-state.js';
+import { type BullRedisLike, type BullStateQueue, bullPlace, bullQueueExists, bullStateSource } from './bull-state.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
@@ -215,12 +216,17 @@ function readyAt(job: object): number | undefined {
 /** The Bull queues of this process per name, whose connections state reads use. */
 const holders = new QueueHolders<BullStateQueue>((queue) => !queue.closing);
 
+/** The places (connection, prefix) of every open queue of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<BullRedisLike>>> {
+  return holders.allOpen().flatMap((queue) => bullPlace(queue) ?? []);
+}
+
 function watch(queue: BullStateQueue, telemetry: JobTelemetry): void {
   if (typeof readProperty(queue, 'name') !== 'string' || !telemetry.queueState) return;
   holders.add(queue.name, queue);
-  telemetry.watchQueue(queue.name, () => bullStateSource(() => holders.open(queue.name), queue.name));
-  for (const name of telemetry.listedQueues) {
-    telemetry.watchQueue(name, () => bullStateSource(() => holders.open(name, true), name));
+  for (const { name, entry } of watched(queue.name, telemetry.listedQueues)) {
+    const exists = (place: RedisPlace<BullRedisLike>) => bullQueueExists(place, name);
+    telemetry.watchQueue(name, () => bullStateSource(name, locator(name, entry, () => bullPlace(holders.open(name)), allPlaces, exists)));
   }
 }
 

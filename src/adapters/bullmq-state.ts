@@ -7,11 +7,10 @@
  * sorted-set cardinalities, the tail of the wait list (BullMQ pushes on the left and takes from the
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
-import type { QueueStateReading, QueueStateSource } from '../core/seam.js';
-import { LUA_LEASE } from './redis-lease.js';
+import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
-local prefix = KEYS[2]
 local out = {1}
 for _, list in ipairs({'wait', 'active', 'paused'}) do out[#out + 1] = redis.call('LLEN', prefix .. list) end
 for _, set in ipairs({'delayed', 'prioritized', 'waiting-children', 'failed', 'completed'}) do
@@ -34,8 +33,13 @@ out[#out + 1] = failed[2] or '-1'
 return out
 `;
 
-interface RedisLike {
+export interface RedisLike {
   eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
+}
+
+/** Whether BullMQ queue `queue` has keys under `place`. */
+export async function bullmqQueueExists(place: RedisPlace<RedisLike>, queue: string): Promise<boolean> {
+  return Number(await place.client.eval(LUA_EXISTS, 1, `${place.prefix}:${queue}:`, ...BULLMQ_KEYS)) === 1;
 }
 
 /** The parts of a BullMQ Queue, Worker or QueueEvents read here (bullmq 5 and 6). */
@@ -44,37 +48,46 @@ export interface BullQueueObject {
   /** Set by close(): the object's connection is going away. */
   closing?: unknown;
   opts?: { prefix?: string };
-  toKey?(type: string): string;
   /** bullmq 5 */
   client?: Promise<RedisLike>;
   /** bullmq 6: the Redis backend exposes its client; the PostgreSQL backend does not. */
   backend?: { client?: Promise<RedisLike> };
 }
 
-function clientOf(object: BullQueueObject): Promise<RedisLike> | undefined {
+/** The connection of an open object, if it has a Redis one. */
+export function clientOf(object: BullQueueObject): Promise<RedisLike> | undefined {
   const backend = object.backend;
   const client = backend !== undefined ? backend.client : object.client;
   return client !== undefined && typeof (client as Promise<unknown>).then === 'function' ? client : undefined;
 }
 
+/** The prefix option of an object (BullMQ's default is `bull`). */
+export function prefixOf(object: BullQueueObject): string {
+  return typeof object.opts?.prefix === 'string' ? object.opts.prefix : 'bull';
+}
+
+/** Keys one of which exists for any BullMQ queue that has been used (its Queue writes `meta`). */
+export const BULLMQ_KEYS = ['meta', 'id', 'wait', 'active', 'paused', 'delayed', 'prioritized', 'waiting-children', 'failed', 'completed', 'events'];
+
 /**
- * A state source for `queue`, reading through the connection of whichever open BullMQ object
- * `holder()` returns (a Queue, Worker or QueueEvents, of this queue or, for queues listed in the
- * options, of any queue with the same prefix). Resolves `null` when no open object is left: the
- * process has closed the queue, so it stops reading it.
+ * A state source for `queue`, read at the place (connection and prefix) `locate()` finds: the
+ * queue's own open object, or for queues listed in the options, where the queue was found.
+ * Resolves `null` when no open object is left: the process has closed the queue.
  */
-export function bullmqStateSource(holder: () => BullQueueObject | undefined, queue: string): QueueStateSource {
+export function bullmqStateSource(queue: string, locate: () => Promise<RedisPlace<RedisLike> | StateUnavailable | null>): QueueStateSource {
+  let leased: { client: RedisLike; key: string } | undefined;
   return {
-    async read(owner, leaseMs): Promise<QueueStateReading | undefined | null> {
-      const object = holder();
-      const client = object === undefined ? undefined : clientOf(object);
-      if (object === undefined || client === undefined) return null;
-      const base = object.toKey?.('') ?? `${object.opts?.prefix ?? 'bull'}:${object.name}:`;
-      // toKey('') is "<prefix>:<name>:"; for another queue of the same prefix, swap the name.
-      const prefix = queue === object.name ? base : `${base.slice(0, base.length - object.name.length - 1)}${queue}:`;
-      const redis = await client;
-      const reply = (await redis.eval(SCRIPT, 2, `${prefix}queue-otel:state-lease`, prefix, owner, leaseMs)) as Array<number | string>;
-      if (!Array.isArray(reply) || reply[0] !== 1) return undefined;
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
+      const place = await locate();
+      if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
+      const prefix = `${place.prefix}:${queue}:`;
+      const key = leaseKey(prefix);
+      const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;
+      const held = leaseAnswer(reply);
+      if (held !== undefined) return held;
+      if (leaseMs > 0) leased = { client: place.client, key };
       const n = (i: number) => Number(reply[i] ?? 0);
       const readyAt = Number(reply[9]);
       const failedAt = Number(reply[10]);
@@ -92,6 +105,12 @@ export function bullmqStateSource(holder: () => BullQueueObject | undefined, que
         oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
         oldestFailedAt: failedAt >= 0 ? failedAt : undefined,
       };
+    },
+    async release(owner) {
+      if (leased === undefined) return;
+      const { client, key } = leased;
+      leased = undefined;
+      await client.eval(LUA_RELEASE, 1, key, owner);
     },
   };
 }

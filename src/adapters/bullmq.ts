@@ -19,10 +19,11 @@
  */
 import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, Deferral, JobTelemetry, SentJob } from '../core/seam.js';
 import { readNumber, readProperty, readString } from '../safe.js';
-import { type BullQueueObject, bullmqStateSource } from './bullmq-state.js';
+import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
+import { type RedisPlace, locator, watched } from './redis-lease.js';
 import { bullmqSchedule } from './schedule-facts.js';
 
 /** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
@@ -333,18 +334,35 @@ function readyAt(job: object, carrier: Record<string, unknown> | undefined): num
 /** The BullMQ objects of this process per queue name, whose connections state reads use. */
 const holders = new QueueHolders<BullQueueObject>((object) => !object.closing);
 
+/** The connection and prefix of an open object of `queue`, if it has a Redis connection. */
+async function ownPlace(queue: string): Promise<RedisPlace<RedisLike> | undefined> {
+  const object = holders.open(queue);
+  const client = object === undefined ? undefined : clientOf(object);
+  return client === undefined ? undefined : { client: await client, prefix: prefixOf(object!) };
+}
+
+/** The places (connection, prefix) of every open object of this process. */
+async function allPlaces(): Promise<Array<RedisPlace<RedisLike>>> {
+  const places: Array<RedisPlace<RedisLike>> = [];
+  for (const object of holders.allOpen()) {
+    const client = clientOf(object);
+    if (client !== undefined) places.push({ client: await client, prefix: prefixOf(object) });
+  }
+  return places;
+}
+
 /**
  * Starts reading the state of the queue an object points at (and of the queues listed in the
- * options, through any open object's connection). Called where Queue, Worker and QueueEvents
- * start working: add, run. After the first call for a queue it costs a few map lookups.
+ * options, where they are found). Called where Queue, Worker and QueueEvents start working: add,
+ * run. After the first call for a queue it costs a few map lookups.
  */
 function watch(object: unknown, telemetry: JobTelemetry): void {
   const o = object as BullQueueObject;
   if (typeof readProperty(o, 'name') !== 'string' || !telemetry.queueState) return;
   holders.add(o.name, o);
-  telemetry.watchQueue(o.name, () => bullmqStateSource(() => holders.open(o.name), o.name));
-  for (const queue of telemetry.listedQueues) {
-    telemetry.watchQueue(queue, () => bullmqStateSource(() => holders.open(queue, true), queue));
+  for (const { name, entry } of watched(o.name, telemetry.listedQueues)) {
+    const exists = (place: RedisPlace<RedisLike>) => bullmqQueueExists(place, name);
+    telemetry.watchQueue(name, () => bullmqStateSource(name, locator(name, entry, () => ownPlace(name), allPlaces, exists)));
   }
 }
 

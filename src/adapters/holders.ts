@@ -26,6 +26,16 @@ export class QueueHolders<T extends object> {
     }
   }
 
+  /** One open holder of each queue (closed ones are dropped). */
+  allOpen(): T[] {
+    const out: T[] = [];
+    for (const queue of [...this.byQueue.keys()]) {
+      const holder = this.open(queue);
+      if (holder !== undefined) out.push(holder);
+    }
+    return out;
+  }
+
   /** An open holder of `queue`, or with `anyQueue` of any queue (for queues listed in the options). */
   open(queue: string, anyQueue = false): T | undefined {
     const names = anyQueue ? [queue, ...this.byQueue.keys()] : [queue];

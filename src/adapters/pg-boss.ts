@@ -28,7 +28,7 @@ import type { AttemptEnd, AttemptFacts, AttemptHandle, JobTelemetry } from '../c
 import { readNumber, readProperty } from '../safe.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
-import { type PgBossDb, pgBossStateSource } from './pg-boss-state.js';
+import { type PgBossDb, type PgBossPlace, pgBossStateSource } from './pg-boss-state.js';
 
 interface PgBoss {
   getDb(): PgBossDb;
@@ -328,13 +328,27 @@ function stripMetadata(job: object, keys: ReadonlySet<string>): void {
 function watch(boss: PgBoss, queue: string, { telemetry, module, infoOf, holders }: Context): void {
   if (!telemetry.queueState || !module.queueState) return;
   holders.add(queue, boss);
-  const source = (name: string, any: boolean) => () =>
-    pgBossStateSource(() => {
-      const holder = holders.open(name, any);
-      return holder === undefined ? undefined : { db: holder.getDb(), schema: infoOf(holder).schema };
-    }, name);
-  telemetry.watchQueue(queue, source(queue, false));
-  for (const name of telemetry.listedQueues) telemetry.watchQueue(name, source(name, true));
+  const placeOf = (b: PgBoss): PgBossPlace => ({ db: b.getDb(), schema: infoOf(b).schema });
+  const own = (name: string) => {
+    const holder = holders.open(name);
+    return holder === undefined ? [] : [placeOf(holder)];
+  };
+  const listed = telemetry.listedQueues;
+  if (!listed.some((e) => e.name === queue)) telemetry.watchQueue(queue, () => pgBossStateSource(queue, () => own(queue), false));
+  for (const { name, prefix } of listed) {
+    // Listed: its own instance while this process uses the queue; else the instances open here,
+    // in its schema when given, each looked in when not.
+    const places = () => {
+      const mine = own(name);
+      if (mine.length > 0) return mine;
+      const all: PgBossPlace[] = [];
+      for (const place of holders.allOpen().map(placeOf)) {
+        if (!all.some((p) => p.db === place.db && p.schema === place.schema)) all.push(place);
+      }
+      return prefix === undefined ? all : all.filter((p) => p.schema === prefix).slice(0, 1);
+    };
+    telemetry.watchQueue(name, () => pgBossStateSource(name, places, prefix === undefined));
+  }
 }
 
 // ---- producer ---------------------------------------------------------------------------------

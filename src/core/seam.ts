@@ -164,22 +164,66 @@ export interface QueueStateReading {
   hasOldest?: boolean;
   /** The same for `queue.failed.oldest.age`. Default true. */
   hasFailedOldest?: boolean;
+  /** Something the user should know about how this queue is read (estimates, say): warned once. */
+  notice?: string;
+}
+
+/** Another process holds the queue's lease. */
+export interface LeaseHeld {
+  kind: 'held';
+  /** Milliseconds until the holder's lease runs out, when the store tells: the next try is then. */
+  retryInMs?: number;
+}
+
+/** The queue cannot be read truthfully here; `reason` is warned once and nothing is reported. */
+export interface StateUnavailable {
+  kind: 'unavailable';
+  reason: string;
 }
 
 /**
- * Reads one queue, if this process holds the queue's lease; resolves `undefined` when another
- * process holds it, and `null` when this process no longer has the queue open (it is forgotten).
+ * What a read gives: a reading (this process holds the lease, or no lease is used), `LeaseHeld`
+ * (or `undefined`) when another process holds it, `StateUnavailable`, or `null` when this process
+ * no longer has the queue open (it is forgotten until it is used again).
  */
+export type QueueStateResult = QueueStateReading | LeaseHeld | StateUnavailable | undefined | null;
+
+/** What a read is asked. */
+export interface StateReadRequest {
+  /** This process's lease owner id. */
+  owner: string;
+  /** How long a lease taken or renewed now lasts; 0: no lease, every process reads. */
+  leaseMs: number;
+  /** The store stops the read after this long where it can (PostgreSQL's statement_timeout). */
+  timeoutMs: number;
+  intervalMs: number;
+  /**
+   * To be awaited by the source once its connection is ready, right before it queries the store:
+   * waits for one of the process's read slots, and starts the read timeout.
+   */
+  begin(): Promise<void>;
+}
+
+/** Reads one queue's state from its store. */
 export interface QueueStateSource {
-  read(owner: string, leaseMs: number): Promise<QueueStateReading | undefined | null>;
+  read(request: StateReadRequest): Promise<QueueStateResult>;
+  /** Gives up this process's lease, if it holds it: it stops reading the queue. */
+  release?(owner: string): Promise<unknown> | void;
+}
+
+/** A queue listed in the `queues` option. */
+export interface QueueEntry {
+  name: string;
+  /** The queue's key prefix (pg-boss: its schema); unset: looked for among those in use. */
+  prefix?: string;
 }
 
 /** What an adapter reports to, and the options it acts on. */
 export interface JobTelemetry {
   /** Whether queue state is read (`queueState` option): adapters then call {@link watchQueue}. */
   readonly queueState: boolean;
-  /** Queues listed in the `queues` option, read through any open object of the library. */
-  readonly listedQueues: readonly string[];
+  /** Queues listed in the `queues` option, read where they are found (see {@link QueueEntry}). */
+  readonly listedQueues: readonly QueueEntry[];
 
   /**
    * An attempt starts. `facts` is called inside the core's guard, so reading a malformed job there

@@ -17,6 +17,7 @@ import type {
   Carrier,
   IsolateHandle,
   JobTelemetry,
+  QueueEntry,
   QueueStateSource,
   ScheduleFacts,
   SendFacts,
@@ -105,7 +106,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
     return this.currentConfig.queueState;
   }
 
-  get listedQueues(): readonly string[] {
+  get listedQueues(): readonly QueueEntry[] {
     return this.currentConfig.queues;
   }
 

@@ -1,6 +1,5 @@
 // What is Bee-Queue's own, beyond the conformance suite (test/bee-queue.test.ts): saveAll,
 // callback-style handlers, and no extra Redis command per job.
-import { createRequire } from 'node:module';
 import { SpanKind } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BeeQueueInstrumentation } from '../src/index.js';
@@ -8,10 +7,10 @@ import { commandsUnder, privateRedis } from './helpers/monitor.js';
 import { total } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const otel = setupTelemetry(new BeeQueueInstrumentation({ queueState: false }));
-const Queue = require('bee-queue') as typeof import('bee-queue');
+const Queue = requireLibrary<typeof import('bee-queue')>('bee-queue');
 const redis = { host: connection().host, port: connection().port };
 const closers: Array<() => Promise<unknown>> = [];
 afterAll(async () => {

@@ -70,7 +70,10 @@ describe('sandboxed processors', () => {
       await until(() => results.length === 1 && failures.length === 1, 20_000, 'sandboxed jobs');
       expect((results[0] as { doubled: number }).doubled).toBe(42);
       expect(failures).toEqual(['sandboxed failure']);
-      const spans = otel.spans.getFinishedSpans().filter((s) => s.name === `process ${name}`);
+      // BullMQ emits `failed` before the attempt (and its span) ends.
+      const spansOf = () => otel.spans.getFinishedSpans().filter((s) => s.name === `process ${name}`);
+      await until(() => spansOf().length === 2, 5_000, 'two process spans');
+      const spans = spansOf();
       expect(spans.map((s) => s.attributes['queue.job.outcome']).sort()).toEqual(['completed', 'failed']);
       const m = await otel.collect();
       const d = histogram(m.get('messaging.process.duration'), { 'messaging.destination.name': name, 'queue.job.outcome': 'completed' });

@@ -3,6 +3,8 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { SumMetricData } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { satisfies } from 'semver';
+import { libraryVersion } from './helpers/library.js';
 import { histogram, type Otel, points, setupOtel, total } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
 
@@ -170,6 +172,30 @@ describe('a job that fails', () => {
     await until(() => failed === 1, 10_000, 'failure');
     await until(() => processSpans(name).length === 1, 5_000, 'span');
     expect(processSpans(name)[0]!.attributes).toMatchObject({ 'queue.job.outcome': 'failed', 'error.type': 'UnrecoverableError' });
+  });
+
+  it('a flow parent failed by its child (failParentOnFailure) is reported failed, never completed', async () => {
+    const { name: parentName, queue: parentQueue } = queueWithWorker('fpof-parent', async () => 'never runs');
+    const { name: childName } = queueWithWorker('fpof-child', async () => {
+      throw new Error('child broke');
+    });
+    const flow = new otel.bullmq.FlowProducer({ connection: connection() });
+    closers.push(() => flow.close());
+    const tree = await flow.add({
+      name: 'assemble',
+      queueName: parentName,
+      children: [{ name: 'part', queueName: childName, data: {}, opts: { failParentOnFailure: true } }],
+    });
+    await until(async () => (await parentQueue.getJobState(tree.job.id!)) === 'failed', 10_000, 'parent failed');
+    // From bullmq 5.49.2 the parent goes back to wait and a worker fails it with UnrecoverableError
+    // without calling its processor (one attempt); before, Redis moves it to failed (no attempt).
+    const attempted = satisfies(libraryVersion('bullmq'), '>=5.49.2');
+    if (attempted) await until(() => processSpans(parentName).length === 1, 5_000, 'parent span');
+    const spans = processSpans(parentName);
+    expect(spans).toHaveLength(attempted ? 1 : 0);
+    for (const span of spans) expect(span.attributes).toMatchObject({ 'queue.job.outcome': 'failed', 'error.type': 'UnrecoverableError' });
+    const m = await otel.collect();
+    expect(histogram(m.get('messaging.process.duration'), { 'messaging.destination.name': parentName, 'queue.job.outcome': 'completed' }).count).toBe(0);
   });
 });
 

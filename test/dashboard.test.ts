@@ -3,7 +3,6 @@
 // and assertions on the data the page's charts hold (not only that a canvas exists).
 // Writes test-artifacts/dashboard.png.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
@@ -11,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBinary, requireBinary } from './helpers/binaries.js';
 import { type Child, ROOT, startNode } from './helpers/processes.js';
 import { connection } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
-const { Queue } = require('bullmq') as typeof import('bullmq');
+const { Queue } = requireLibrary<typeof import('bullmq')>('bullmq');
 
 const CHROMIUM = findBinary('chromium', [process.env.CHROMIUM_PATH ?? '', '/usr/bin/chromium']);
 const { skip } = requireBinary('chromium', CHROMIUM, 'apt-get install chromium');

@@ -1,5 +1,4 @@
 // Faults inside telemetry never reach jobs; bad options warn and fall back to defaults; disable() restores BullMQ.
-import { createRequire } from 'node:module';
 import { type Meter, type MeterProvider, type TracerProvider, diag, DiagLogLevel } from '@opentelemetry/api';
 import { MeterProvider as SdkMeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { SimpleSpanProcessor, type SpanExporter, TracerProvider as SdkTracerProvider } from '@opentelemetry/sdk-trace';
@@ -7,8 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BullMQInstrumentation } from '../src/index.js';
 import { type BullMQ, setupOtel } from './helpers/otel.js';
 import { connection, queueName, until } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const otel = setupOtel();
 const bullmq: BullMQ = otel.bullmq;
 const closers: Array<() => Promise<unknown>> = [];
@@ -187,6 +186,6 @@ describe('disable and enable', () => {
 
     otel.instrumentation.enable();
     expect(proto.processJob?.__wrapped).toBe(true);
-    expect(require('bullmq').Worker.prototype.processJob.__wrapped).toBe(true);
+    expect(requireLibrary<{ Worker: { prototype: { processJob: { __wrapped?: boolean } } } }>('bullmq').Worker.prototype.processJob.__wrapped).toBe(true);
   });
 });

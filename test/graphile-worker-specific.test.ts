@@ -1,16 +1,15 @@
 // What is graphile-worker's own, beyond the conformance suite (test/graphile-worker.test.ts):
 // a job added from inside a task, and disable() taking the plugin back.
-import { createRequire } from 'node:module';
 import { SpanKind } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GraphileWorkerInstrumentation } from '../src/index.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { until } from './helpers/redis.js';
 import { setupTelemetry } from './helpers/sdk.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const otel = setupTelemetry(new GraphileWorkerInstrumentation({ queueState: false }));
-const gw = require('graphile-worker') as typeof import('graphile-worker');
+const gw = requireLibrary<typeof import('graphile-worker')>('graphile-worker');
 const logger = new gw.Logger(() => () => {});
 const schemas: string[] = [];
 afterAll(async () => {

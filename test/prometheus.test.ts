@@ -7,7 +7,6 @@
 // on real data.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,9 +15,9 @@ import { findBinary, requireBinary } from './helpers/binaries.js';
 import { dropSchemas, pgUrl, schemaName } from './helpers/postgres.js';
 import { type Child, ROOT, freePort, startNode } from './helpers/processes.js';
 import { connection, sleep, until } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
-const { Queue } = require('bullmq') as typeof import('bullmq');
+const { Queue } = requireLibrary<typeof import('bullmq')>('bullmq');
 
 const PROMETHEUS = findBinary('prometheus');
 const PROMTOOL = findBinary('promtool');

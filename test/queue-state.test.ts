@@ -84,7 +84,9 @@ describe('depth by state', () => {
       const truthPaused = await queue.getJobCounts(...ALL_STATES);
       await expect.poll(async () => (await stateOf(name)).counts, { timeout: 5_000, interval: 50 }).toEqual(truthPaused);
     } finally {
-      release();
+      // Unset when BullMQ never called the processor (bullmq 5.0 does not start a job the
+      // worker has been paused for since it fetched it).
+      release?.();
     }
   });
 

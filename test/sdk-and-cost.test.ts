@@ -1,5 +1,4 @@
 // NodeSDK integration as a user writes it, and the cost rule: no extra Redis command per job.
-import { createRequire } from 'node:module';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,8 +6,8 @@ import { BullMQInstrumentation } from '../src/index.js';
 import { type BullMQ, TestReader, histogram, total } from './helpers/otel.js';
 import { commandsUnder, type PrivateRedis, privateRedis } from './helpers/monitor.js';
 import { connection, queueName, until } from './helpers/redis.js';
+import { requireLibrary } from './helpers/library.js';
 
-const require = createRequire(import.meta.url);
 const spans = new InMemorySpanExporter();
 const reader = new TestReader();
 // Queue state is read once per interval per queue, not per job (test/queue-state.test.ts counts
@@ -17,7 +16,7 @@ const instrumentation = new BullMQInstrumentation({ queueState: false });
 // SDK 3.x (sdk-node 0.30x) takes spanProcessors and metricReaders.
 const sdk = new NodeSDK({ instrumentations: [instrumentation], spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], metricReaders: [reader] });
 sdk.start();
-const bullmq = require('bullmq') as BullMQ;
+const bullmq = requireLibrary<BullMQ>('bullmq');
 afterAll(async () => {
   await sdk.shutdown();
 });

@@ -9,8 +9,9 @@
  *   Wrapping it gives the whole attempt, in the parent process for sandboxed processors too, and
  *   no extra Redis command.
  * - The processor's rejection is seen where `callProcessJob` is wrapped, in every 5.x and 6.x.
- *   From 5.54 BullMQ also passes errors it raises itself (a job that exceeded its started
- *   attempts, a failed completion write) to `Worker.handleFailed`, wrapped where it exists.
+ *   From 5.53.3 BullMQ also passes errors it raises itself (a job that exceeded its started
+ *   attempts, a failed completion write, a deferred parent failure) to `Worker.handleFailed`,
+ *   wrapped where it exists; before, that is a closure inside processJob (docs/compatibility.md).
  * - Whether a failure was final is BullMQ's decision (attempts, backoff, UnrecoverableError);
  *   `Job.moveToFailed` sets `finishedOn` only when the job goes to the failed set, and
  *   `moveToCompleted` always does, so "did finishedOn change during the attempt" is the answer.
@@ -30,7 +31,8 @@ interface BullWorker {
   name: string;
   /** Set when the processor is a file: jobs run in a child process or worker thread. */
   childPool?: unknown;
-  opts?: { telemetry?: unknown };
+  opts?: { telemetry?: unknown; concurrency?: number };
+  /** A getter only from bullmq 5.25.2; before, its setter writes `opts.concurrency`. */
   concurrency?: number;
   on(event: 'stalled', listener: (jobId: string) => void): unknown;
   off(event: 'stalled', listener: (jobId: string) => void): unknown;
@@ -39,6 +41,7 @@ interface BullWorker {
 /** The exports of the `bullmq` module this adapter patches. */
 export interface BullMQExports {
   Worker?: { prototype: object };
+  UnrecoverableError?: new (message?: string) => Error;
   QueueEvents?: { prototype: object };
   ChildPool?: { prototype: object };
   Queue?: { prototype: object };
@@ -78,7 +81,7 @@ export function bullmqPatches(exports: BullMQExports, telemetry: JobTelemetry): 
   const worker = exports.Worker?.prototype;
   if (worker) {
     patches.push(
-      { target: worker, method: 'processJob', wrap: (o) => wrapProcessJob(o, telemetry) },
+      { target: worker, method: 'processJob', wrap: (o) => wrapProcessJob(o, telemetry, exports.UnrecoverableError) },
       { target: worker, method: 'callProcessJob', wrap: (o) => wrapCallProcessJob(o, telemetry) },
       { target: worker, method: 'handleFailed', wrap: (o) => wrapHandleFailed(o, telemetry) },
       { target: worker, method: 'run', wrap: (o) => wrapRun(o, telemetry) },
@@ -120,8 +123,20 @@ function nativeTelemetry(object: unknown): boolean {
   return Boolean(readProperty(readProperty(object, 'opts'), 'telemetry'));
 }
 
+/**
+ * The producer's context stored with the job: in `opts.telemetry.metadata`, or where BullMQ's own
+ * telemetry wrote it before 5.34.0, `opts.telemetryMetadata`.
+ */
+function jobCarrier(job: object): Record<string, unknown> | undefined {
+  const opts = readProperty(job, 'opts');
+  const carrier = readCarrier(opts);
+  if (carrier !== undefined) return carrier;
+  const legacy = readProperty(opts, 'telemetryMetadata');
+  return typeof legacy === 'string' ? readCarrier({ telemetry: { metadata: legacy } }) : undefined;
+}
+
 function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
-  const carrier = readCarrier(readProperty(job, 'opts'));
+  const carrier = jobCarrier(job);
   const id = readProperty(job, 'id');
   return {
     queue: String(readProperty(worker, 'name')),
@@ -137,7 +152,21 @@ function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
   };
 }
 
-function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+/** The error BullMQ fails a job with for its deferred failure: `new UnrecoverableError(reason)`. */
+function deferredFailure(job: object, Unrecoverable: BullMQExports['UnrecoverableError']): { error: unknown } | undefined {
+  const reason = readProperty(job, 'deferredFailure');
+  if (typeof reason !== 'string' || reason === '') return undefined;
+  try {
+    if (typeof Unrecoverable === 'function') return { error: new Unrecoverable(reason) };
+  } catch {
+    // fall back to a plain error of the same name
+  }
+  const error = new Error(reason);
+  error.name = 'UnrecoverableError';
+  return { error };
+}
+
+function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry, Unrecoverable: BullMQExports['UnrecoverableError']): AnyFunction {
   return function processJob(this: BullWorker, job: unknown): unknown {
     const args = arguments;
     const attempt = job !== null && typeof job === 'object' ? telemetry.startAttempt(() => attemptFacts(this, job)) : undefined;
@@ -146,6 +175,11 @@ function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunc
     const finishedBefore = readProperty(j, 'finishedOn');
     failures.delete(j);
     markedFailed.delete(j);
+    // A flow parent whose child failed with failParentOnFailure (5.49.2+): BullMQ fails it with this
+    // error without calling the processor, and before 5.53.3 where no wrap sees it (handleFailed,
+    // where it is a method, records BullMQ's own instance instead).
+    const deferred = deferredFailure(j, Unrecoverable);
+    if (deferred !== undefined) failures.set(j, deferred);
     inFlight.set(j, attempt);
     return whenSettled(
       () => callOriginal(original, this, args),
@@ -253,7 +287,7 @@ function wrapRun(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
     running.add(this);
     watch(this, telemetry);
     const queue = String(readProperty(this, 'name'));
-    const unregister = telemetry.workerStarted(queue, () => readNumber(this, 'concurrency') ?? 0);
+    const unregister = telemetry.workerStarted(queue, () => readNumber(this, 'concurrency') ?? readNumber(readProperty(this, 'opts'), 'concurrency') ?? 0);
     const onStalled = () => telemetry.stalled(queue);
     const listening = listen(this, onStalled);
     return whenSettled(call, () => {

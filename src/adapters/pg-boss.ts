@@ -51,6 +51,12 @@ const METADATA_ONLY = [
   'sourceRetryCount', 'sourceOutput', 'sourceRootId',
 ];
 const RETRY_COUNT_MINIMAL_SINCE = [12, 35];
+/**
+ * The queue columns the state reader (pg-boss-state.ts) reads exist from 12.38: `blocked_count`
+ * (`ready_count` and `failed_count` from 12.21; 12.0 keeps `queued_count` and `total_count`).
+ * Before, its query would fail at every interval (in the database's log too): no state is read.
+ */
+const QUEUE_STATE_SINCE = [12, 38];
 
 /** What this adapter learned of each PgBoss instance. */
 interface BossInfo {
@@ -66,6 +72,7 @@ interface BossInfo {
 interface Module {
   ownTelemetry: boolean;
   metadataOnly: ReadonlySet<string>;
+  queueState: boolean;
 }
 
 export function pgBossPatches(exports: PgBossExports, telemetry: JobTelemetry, version?: string): MethodPatch[] {
@@ -74,6 +81,7 @@ export function pgBossPatches(exports: PgBossExports, telemetry: JobTelemetry, v
   const module: Module = {
     ownTelemetry: hasOwnTelemetry(exports),
     metadataOnly: new Set(atLeast(version, RETRY_COUNT_MINIMAL_SINCE) ? METADATA_ONLY : [...METADATA_ONLY, 'retryCount']),
+    queueState: atLeast(version, QUEUE_STATE_SINCE),
   };
   const bosses = new WeakMap<object, BossInfo>();
   const infoOf = (b: object): BossInfo => {
@@ -158,11 +166,15 @@ function wrapStop(original: AnyFunction, { infoOf }: Context): AnyFunction {
   };
 }
 
+/** `offWork(name, { id? })`; before 12.2, `offWork(name)` or `offWork({ id })`. */
 function wrapOffWork(original: AnyFunction, { infoOf }: Context): AnyFunction {
   return function offWork(this: object, name: unknown, options?: unknown): unknown {
-    const queue = infoOf(this).workers.get(String(name));
-    const id = readProperty(options, 'id');
-    if (queue !== undefined) {
+    const workers = infoOf(this).workers;
+    const byId = name !== null && typeof name === 'object';
+    const id = readProperty(byId ? name : options, 'id');
+    const queues = byId ? (id === undefined ? [] : [...workers.values()]) : [workers.get(String(name))];
+    for (const queue of queues) {
+      if (queue === undefined) continue;
       for (const [worker, unregister] of queue) {
         if (id === undefined || id === worker) {
           unregister();
@@ -313,8 +325,8 @@ function stripMetadata(job: object, keys: ReadonlySet<string>): void {
 
 // ---- queue state ------------------------------------------------------------------------------
 
-function watch(boss: PgBoss, queue: string, { telemetry, infoOf, holders }: Context): void {
-  if (!telemetry.queueState) return;
+function watch(boss: PgBoss, queue: string, { telemetry, module, infoOf, holders }: Context): void {
+  if (!telemetry.queueState || !module.queueState) return;
   holders.add(queue, boss);
   const placeOf = (b: PgBoss): PgBossPlace => ({ db: b.getDb(), schema: infoOf(b).schema });
   const own = (name: string) => {

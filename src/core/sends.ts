@@ -151,7 +151,8 @@ export class SendRecorder {
         if (!failed) this.countSent(facts.jobs);
       }
       if (span !== undefined) {
-        const id = facts.jobs.length === 1 ? readProperty(result, 'id') : undefined;
+        // pg-boss's send resolves the id itself; the others resolve a job with an id.
+        const id = facts.jobs.length !== 1 ? undefined : typeof result === 'string' ? result : readProperty(result, 'id');
         if (typeof id === 'string') span.setAttribute(ATTR_MESSAGING_MESSAGE_ID, spanText(id, core.config.maxNameLength));
         if (type !== undefined) markFailed(span, error, type, core.config.maxNameLength);
       }

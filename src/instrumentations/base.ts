@@ -1,5 +1,10 @@
 import { type Meter, type MeterProvider, type Tracer, type TracerProvider, diag, metrics, trace } from '@opentelemetry/api';
-import { InstrumentationBase, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  type InstrumentationModuleDefinition,
+  InstrumentationNodeModuleDefinition,
+} from '@opentelemetry/instrumentation';
+import { satisfies } from 'semver';
 import type { AnyFunction, MethodPatch } from '../adapters/patch.js';
 import { type QueueInstrumentationConfig, type ResolvedConfig, resolveConfig, validOptions } from '../config.js';
 import type { JobTelemetry } from '../core/seam.js';
@@ -154,6 +159,32 @@ export abstract class QueueInstrumentationBase<
         if (exports) this.removePatches(patchesOf(exports, this.telemetry, version));
       },
     };
+  }
+
+  /**
+   * `definitions`, each followed by one that matches every version of the same module and patches
+   * nothing: when the loaded version is outside the supported ranges (so OpenTelemetry skips the
+   * patching definition, silently), it warns once per version through diag, naming the library,
+   * its version and the supported range. The application runs uninstrumented.
+   */
+  protected withVersionWarnings(definitions: InstrumentationNodeModuleDefinition[]): InstrumentationNodeModuleDefinition[] {
+    const all: InstrumentationNodeModuleDefinition[] = [];
+    for (const definition of definitions) {
+      const { name, supportedVersions } = definition;
+      const warned = new Set<string>();
+      const warn = (exports: unknown, version?: string): unknown => {
+        if (version === undefined || warned.has(version)) return exports;
+        if (supportedVersions.some((range) => satisfies(version, range))) return exports;
+        warned.add(version);
+        this._diag.warn(`${name} ${version} is not supported (supported: ${supportedVersions.join(' || ')}); it is not instrumented`);
+        return exports;
+      };
+      const watcher = new InstrumentationNodeModuleDefinition(name, ['*'], warn);
+      // Prereleases (7.0.0-rc.1) are outside the ranges too, and warned about.
+      (watcher as InstrumentationModuleDefinition).includePrerelease = true;
+      all.push(definition, watcher);
+    }
+    return all;
   }
 
   protected removePatches(patches: MethodPatch[]): void {

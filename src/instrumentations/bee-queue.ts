@@ -25,10 +25,10 @@ export class BeeQueueInstrumentation extends QueueInstrumentationBase {
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const queue = this.patching<BeeQueueExports>(beeQueuePatches);
     const job = this.patching<BeeQueueExports>(beeJobPatches);
-    return [
+    return this.withVersionWarnings([
       new InstrumentationNodeModuleDefinition('bee-queue', SUPPORTED, queue.patch, queue.unpatch, [
         new InstrumentationNodeModuleFile('bee-queue/lib/job.js', SUPPORTED, job.patch, job.unpatch),
       ]),
-    ];
+    ]);
   }
 }

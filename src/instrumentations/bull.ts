@@ -25,10 +25,10 @@ export class BullInstrumentation extends QueueInstrumentationBase {
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<BullExports>(bullPatches);
     const pool = this.patching<unknown>(bullChildPoolPatches);
-    return [
+    return this.withVersionWarnings([
       new InstrumentationNodeModuleDefinition('bull', SUPPORTED, patch, unpatch, [
         new InstrumentationNodeModuleFile('bull/lib/process/child-pool.js', SUPPORTED, pool.patch, pool.unpatch),
       ]),
-    ];
+    ]);
   }
 }

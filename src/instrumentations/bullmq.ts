@@ -23,6 +23,6 @@ export class BullMQInstrumentation extends QueueInstrumentationBase<BullMQInstru
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
     const { patch, unpatch } = this.patching<BullMQExports>(bullmqPatches);
-    return [new InstrumentationNodeModuleDefinition('bullmq', SUPPORTED, patch, unpatch)];
+    return this.withVersionWarnings([new InstrumentationNodeModuleDefinition('bullmq', SUPPORTED, patch, unpatch)]);
   }
 }

@@ -35,7 +35,7 @@ export class GraphileWorkerInstrumentation extends QueueInstrumentationBase {
   }
 
   protected override init(): InstrumentationNodeModuleDefinition[] {
-    return [
+    return this.withVersionWarnings([
       new InstrumentationNodeModuleDefinition(
         'graphile-worker',
         SUPPORTED,
@@ -62,6 +62,6 @@ export class GraphileWorkerInstrumentation extends QueueInstrumentationBase {
           this.restore = undefined;
         },
       ),
-    ];
+    ]);
   }
 }

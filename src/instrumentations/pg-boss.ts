@@ -42,7 +42,7 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
       const onSendIt = readTimekeeperMethod(exports);
       if (exports !== undefined && onSendIt !== undefined && isWrapped(onSendIt)) timekeeper.unpatch(exports, version);
     };
-    return [
+    return this.withVersionWarnings([
       new InstrumentationNodeModuleDefinition(
         'pg-boss',
         SUPPORTED,
@@ -64,7 +64,7 @@ export class PgBossInstrumentation extends QueueInstrumentationBase {
           ),
         ],
       ),
-    ];
+    ]);
   }
 }
 

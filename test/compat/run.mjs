@@ -14,6 +14,8 @@
 //    `node --import queue-otel/register` (a static import of bullmq): the Prometheus endpoint
 //    register started shows the job, and on SIGTERM the console exporter prints the process span
 //    before the process dies by the signal.
+// 5. Installs bull 3.29.3 (outside the supported range), then the tarball, in a fresh project:
+//    no ERESOLVE, no peer warning, and a later plain `npm install` and `npm ls --all` pass.
 //
 // 5. Type-checks a consumer file that imports every entry point (queue-otel, queue-otel/register,
 //    queue-otel/dashboard) with `skipLibCheck: false`, under each TypeScript module resolution
@@ -593,6 +595,7 @@ async function main() {
       for (const app of REGISTER_APPS) await runRegisterApp(dir, scenario, app, record);
       runTypeChecks(dir, scenario, record);
     }
+    outOfRangeInstall(tmp, tarball, record);
   } finally {
     if (process.env.QO_COMPAT_KEEP === '1') console.log(`compat: kept ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
@@ -603,6 +606,30 @@ async function main() {
   console.log(`compat: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   console.log(`${passed} passed, ${failed} failed`);
   if (failed > 0 || results.length === 0) process.exitCode = 1;
+}
+
+/**
+ * A project whose queue library is outside the range queue-otel instruments (bull 3.x; likewise
+ * bullmq 7 on its release day): installing queue-otel beside it, and npm installs after that, must
+ * not fail or warn. queue-otel declares no queue library as a peer dependency for this reason; at
+ * run time such a library gets one diag warning and is left alone (test/matrix/library.test.ts).
+ */
+function outOfRangeInstall(tmp, tarball, record) {
+  const dir = join(tmp, 'out-of-range-library');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: 'qo-compat-out-of-range', version: '0.0.0', private: true }, null, 2)}\n`);
+  const steps = [
+    run('npm', ['install', '--no-audit', '--no-fund', 'bull@3.29.3'], { cwd: dir }),
+    run('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: dir }),
+    run('npm', ['install', '--no-audit', '--no-fund'], { cwd: dir }),
+    run('npm', ['ls', '--all'], { cwd: dir }),
+  ];
+  const failed = steps.find((r) => !r.ok);
+  const peerLines = steps.flatMap((r) => r.output.split('\n').filter((l) => PEER_PROBLEM.test(l)));
+  const ok = failed === undefined && peerLines.length === 0;
+  const seconds = steps.reduce((t, r) => t + Number(r.seconds), 0).toFixed(1);
+  record('bull 3.29.3 (outside the range) then queue-otel install', ok, ok ? `${seconds}s, no ERESOLVE or peer warning` : failed ? describeExit(failed) : 'peer warnings');
+  if (!ok) console.log(indent(peerLines.length > 0 ? peerLines.join('\n') : failed.output));
 }
 
 /** The version of `name` installed at the top of `dir`'s node_modules (package.json read directly:

@@ -50,7 +50,7 @@ export interface Features {
    * itself (pg-boss): queue-otel annotates its spans and adds the rest.
    */
   nativeTelemetry?: { scope: string };
-  /** States `queue.job.count` reports for a queue. */
+  /** States `queue.job.count` reports for a queue; empty when the library's state is not read at all. */
   states: readonly JobState[];
   /** `queue.oldest.age` is reported. */
   oldestAge: boolean;

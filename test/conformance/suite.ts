@@ -305,6 +305,12 @@ export function runConformance(driver: Driver): void {
         const failedOldest = points(m.get('queue.failed.oldest.age'), { 'messaging.destination.name': dest })[0]?.value;
         return { counts, oldest, failedOldest };
       };
+      if (features.states.length === 0) {
+        // Not read for this library (version): after more than two state intervals, nothing is reported.
+        await sleep(2_500);
+        for (const dest of [idle.destination, q.destination]) expect(await read(dest)).toEqual({ counts: {}, oldest: undefined, failedOldest: undefined });
+        return;
+      }
       await until(async () => (await read(idle.destination)).counts.waiting === 2, SLOW, 'state of the idle queue');
       const state = await read(idle.destination);
       expect(Object.keys(state.counts).sort()).toEqual([...features.states].sort());

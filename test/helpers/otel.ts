@@ -1,6 +1,5 @@
 // A real OpenTelemetry SDK (in-memory span exporter, a metric reader collected on demand) and a
 // real bullmq loaded through require after the instrumentation is on, as an application would.
-import { createRequire } from 'node:module';
 import { type Attributes, context, propagation } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -17,10 +16,10 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { BullMQInstrumentation, type BullMQInstrumentationConfig } from '../../src/index.js';
+import { requireLibrary } from './library.js';
 
 export type BullMQ = typeof import('bullmq');
 
-const require = createRequire(import.meta.url);
 
 let contextReady = false;
 export function globalContext(): void {
@@ -93,7 +92,7 @@ export function setupOtel(config?: BullMQInstrumentationConfig): Otel {
   const instrumentation = new BullMQInstrumentation(config);
   instrumentation.setTracerProvider(tracerProvider);
   instrumentation.setMeterProvider(meterProvider);
-  const bullmq = require('bullmq') as BullMQ;
+  const bullmq = requireLibrary<BullMQ>('bullmq');
   return {
     bullmq,
     instrumentation,

@@ -1,11 +1,10 @@
 // Bee-Queue 2 through its own API, for the conformance suite.
-import { createRequire } from 'node:module';
 import { BeeQueueInstrumentation } from '../../../src/index.js';
+import { requireLibrary } from '../../helpers/library.js';
 import { connection, queueName } from '../../helpers/redis.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
 import type { Driver, TestQueue } from '../driver.js';
 
-const require = createRequire(import.meta.url);
 type BeeQueue = typeof import('bee-queue');
 
 export const beeQueueDriver: Driver = {
@@ -20,7 +19,7 @@ export const beeQueueDriver: Driver = {
   },
   async start(config) {
     const otel = setupTelemetry(new BeeQueueInstrumentation(config));
-    const Queue = require('bee-queue') as BeeQueue;
+    const Queue = requireLibrary<BeeQueue>('bee-queue');
     const { host, port } = connection();
     return {
       otel,

@@ -1,11 +1,10 @@
 // Bull 4 through its own API, for the conformance suite.
-import { createRequire } from 'node:module';
 import { BullInstrumentation } from '../../../src/index.js';
+import { requireLibrary } from '../../helpers/library.js';
 import { connection, queueName } from '../../helpers/redis.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
 import type { Driver, TestQueue } from '../driver.js';
 
-const require = createRequire(import.meta.url);
 type Bull = typeof import('bull');
 
 export const bullDriver: Driver = {
@@ -20,7 +19,7 @@ export const bullDriver: Driver = {
   },
   async start(config) {
     const otel = setupTelemetry(new BullInstrumentation(config));
-    const Queue = require('bull') as Bull;
+    const Queue = requireLibrary<Bull>('bull');
     const { host, port } = connection();
     return {
       otel,

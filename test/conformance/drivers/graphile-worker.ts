@@ -2,14 +2,13 @@
 // schema of its own (graphile-worker's destination). graphile-worker is an ES module; it is
 // loaded with require() as a CommonJS application would (Node 22.12+), the path
 // require-in-the-middle patches (test/esm-loading.test.ts covers `import`).
-import { createRequire } from 'node:module';
 import { GraphileWorkerInstrumentation } from '../../../src/index.js';
+import { requireLibrary } from '../../helpers/library.js';
 import { dropSchemas, pgUrl, schemaName } from '../../helpers/postgres.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
 import type { Driver, TestQueue } from '../driver.js';
 import { JOB_NAMES } from '../suite.js';
 
-const require = createRequire(import.meta.url);
 type GraphileWorker = typeof import('graphile-worker');
 
 export const graphileWorkerDriver: Driver = {
@@ -24,7 +23,7 @@ export const graphileWorkerDriver: Driver = {
   },
   async start(config) {
     const otel = setupTelemetry(new GraphileWorkerInstrumentation(config));
-    const gw = require('graphile-worker') as GraphileWorker;
+    const gw = requireLibrary<GraphileWorker>('graphile-worker');
     const schemas: string[] = [];
     const quiet = new gw.Logger(() => () => {});
     return {

@@ -1,31 +1,36 @@
 // pg-boss 12 through its own API, for the conformance suite. pg-boss is an ES module; it is
 // loaded with require() as a CommonJS application would (Node 22.12+), the path
 // require-in-the-middle patches (test/pg-boss-specific.test.ts covers `import`).
-import { createRequire } from 'node:module';
 import { PgBossInstrumentation } from '../../../src/index.js';
+import { satisfies } from 'semver';
+import { libraryVersion, requireLibrary } from '../../helpers/library.js';
 import { dropSchemas, pgUrl, schemaName } from '../../helpers/postgres.js';
 import { queueName } from '../../helpers/redis.js';
 import { setupTelemetry } from '../../helpers/sdk.js';
 import type { Driver, TestQueue } from '../driver.js';
 
-const require = createRequire(import.meta.url);
 type PgBossModule = typeof import('pg-boss');
+
+/** pg-boss's own OpenTelemetry (12.38.0+): its spans, and the trace context it stores with each job. */
+const ownTelemetry = satisfies(libraryVersion('pg-boss'), '>=12.38.0');
 
 export const pgBossDriver: Driver = {
   system: 'pg-boss',
   features: {
-    propagation: true,
+    // Only pg-boss's telemetry stores a producer's context with the job.
+    propagation: ownTelemetry,
     jobNames: false,
     retryWaitTime: true,
-    nativeTelemetry: { scope: 'pg-boss' },
-    states: ['waiting', 'active', 'delayed', 'waiting-children', 'failed'],
-    oldestAge: true,
-    failedOldestAge: true,
+    ...(ownTelemetry ? { nativeTelemetry: { scope: 'pg-boss' } } : {}),
+    // The queue columns queue-otel reads exist from 12.38.0: before, no state is reported.
+    states: ownTelemetry ? ['waiting', 'active', 'delayed', 'waiting-children', 'failed'] : [],
+    oldestAge: ownTelemetry,
+    failedOldestAge: ownTelemetry,
   },
   async start(config) {
     // pg-boss's own telemetry uses the global providers, as under NodeSDK.
     const otel = setupTelemetry(new PgBossInstrumentation(config), true);
-    const { PgBoss } = require('pg-boss') as PgBossModule;
+    const { PgBoss } = requireLibrary<PgBossModule>('pg-boss');
     const schema = schemaName('pgboss');
     const boss = new PgBoss({
       connectionString: pgUrl(),

@@ -40,6 +40,11 @@ const MiB = 1 << 20;
 
 /** Children at a time: each mostly waits on its store (about 1 s of CPU per run, 5-7 s for a per-request run). */
 const limit = limiter(6);
+/**
+ * PostgreSQL-backed children at a time: one opens up to about 45 connections (20 queues with a
+ * runner each), and PostgreSQL allows 100 by default.
+ */
+const postgresLimit = limiter(2);
 
 interface Accounting {
   active: number;
@@ -87,10 +92,10 @@ async function admin(sql: string): Promise<void> {
  * stops workers of other runs).
  */
 function run(system: System, scenario: string, mode: 'plain' | 'instrumented', options: RunOptions = {}, extra: { env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<ChildRun> {
-  return limit(async () => {
+  const postgres = POSTGRES.includes(system);
+  return (postgres ? postgresLimit : <T>(task: () => Promise<T>) => task())(() => limit(async () => {
     const id = randomUUID().slice(0, 8);
     const database = `qo_hostile_${id}`;
-    const postgres = POSTGRES.includes(system);
     const redis = postgres ? undefined : await privateRedis();
     const url = new URL(pgUrl());
     if (postgres) {
@@ -115,7 +120,7 @@ function run(system: System, scenario: string, mode: 'plain' | 'instrumented', o
       await redis?.stop();
       if (postgres) await admin(`drop database if exists ${database} with (force)`);
     }
-  });
+  }));
 }
 
 const reportOf = (r: ChildRun) => r.report as Report | undefined;

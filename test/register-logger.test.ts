@@ -103,11 +103,12 @@ describe('the logger register sets', () => {
     ]);
   });
 
-  it('drops the resource messages nobody can act on, keeps warnings and other errors as they are', () => {
+  it('drops the resource messages nobody can act on and the wrong NodeSDK line for OTEL_TRACES_EXPORTER=none, keeps warnings and other errors as they are', () => {
     const r = recording();
     const logger = new RegisterLogger({}, { write: r.write, console: r.sink, now: r.clock.now });
     logger.error('Accessing resource attributes before async attributes settled');
     logger.warn('dropping invalid resource attribute value for key "azure.vm.scaleset.name"');
+    logger.warn('OTEL_TRACES_EXPORTER contains "none". SDK will not be initialized.');
     logger.warn('Unrecognized OTEL_TRACES_EXPORTER value: zipkin2.');
     logger.warn('queue-otel/bullmq', 'queue "emails": more than 100 job names; the others are counted as _OTHER');
     // A queue-otel message about Redis is not an exporter's: it passes unchanged.

@@ -7,7 +7,8 @@
  * - "Accessing resource attributes before async attributes settled" is dropped: a scrape or an
  *   export before the host detector's promise settled gets the resource without those attributes,
  *   and the next one gets them; there is nothing to do about it. So is a cloud resource
- *   detector's "dropping invalid resource attribute value" (see NOISE).
+ *   detector's "dropping invalid resource attribute value", and NodeSDK's "SDK will not be
+ *   initialized" for OTEL_TRACES_EXPORTER=none, which only turns traces off (see NOISE).
  * - Everything else passes to the console unchanged.
  * With OTEL_LOG_LEVEL set, NodeSDK's own console logger at that level is used instead.
  */
@@ -23,7 +24,13 @@ const UNREACHABLE = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EH
  * detector settled (the next one has the attributes), and a cloud detector's value of the wrong
  * type where the process does not run on that cloud (auto-instrumentations-node's Azure one).
  */
-const NOISE = [/^Accessing resource attributes before async attributes settled$/, /^dropping invalid resource attribute value for key "[a-z.]+"$/];
+const NOISE = [
+  /^Accessing resource attributes before async attributes settled$/,
+  /^dropping invalid resource attribute value for key "[a-z.]+"$/,
+  // NodeSDK's words when traces are turned off on purpose (as the unreachable-endpoint line
+  // suggests): wrong here, since the metrics and the dashboard still start.
+  /^OTEL_TRACES_EXPORTER contains "none"\. SDK will not be initialized\.$/,
+];
 /** One line per unreachable endpoint at most this often. */
 export const UNREACHABLE_REPEAT_MS = 60_000;
 

@@ -1,4 +1,4 @@
-// Cardinality bounded by construction (README, "Cardinality"): hostile numbers of job names,
+// Cardinality bounded by construction (docs/metrics.md, "Cardinality"): hostile numbers of job names,
 // error types and queues never take an instrument past the SDK's cardinality limit, the SDK's
 // overflow set is never used, and every queue's totals stay exact. Driven through the seam the
 // adapters use (core/seam.ts) with a real SDK: what is under test is the core's budgets, the same

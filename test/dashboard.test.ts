@@ -131,7 +131,7 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     expect(v.busyWorkers).toBeCloseTo(BUSY_WORKERS, 1);
     expect(v.busyConcurrency).toBe(BUSY_WORKERS);
     expect(v.importMemoryMB).toBeGreaterThan(20);
-    // Memory of jobs sharing the event loop is an estimate (README): the table loader still comes
+    // Memory of jobs sharing the event loop is an estimate (docs/metrics.md): the table loader still comes
     // out on top, by a margin, of the other jobs of its queue while it holds its table. (Not against
     // their highest value at any other time: jobs that churn keep garbage until the next drop of
     // the heap, and long-running ones add up, so over a long window they can exceed its peak.)

@@ -166,7 +166,7 @@ describe('Queue.addBulk and FlowProducer', () => {
     }
   });
 
-  it('FlowProducer.add across queues: a send span with no destination, a create span per job; the parent reports no wait for its children', async () => {
+  it('FlowProducer.add across queues: a send span with no destination, a create span per job; the parent waits from its last child', async () => {
     const parentQueue = queueName('flow-parent');
     const childQueue = queueName('flow-child');
     const flow = track(new otel.bullmq.FlowProducer({ connection: connection() }));
@@ -199,14 +199,48 @@ describe('Queue.addBulk and FlowProducer', () => {
     // The parent's span also links to its children's creation: the trace shows the fan-out.
     const childCreates = named(`create ${childQueue}`).map((c) => c.spanContext().spanId).sort();
     expect(parentProcess.links.slice(1).map((l) => l.context.spanId).sort()).toEqual(childCreates);
-    expect(named(`process ${parentQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeUndefined();
+    // The parent became ready when its last child finished, not when it was added: its wait
+    // starts then (this process ran both children, so it knows when that was).
+    const parentJob = (await pq.getJobs(['completed']))[0]!;
+    const lastChild = Math.max(...(await cq.getJobs(['completed'])).map((j) => j.finishedOn!));
+    const parentWait = parentProcess.attributes['queue.job.wait.duration'] as number;
+    expect(parentWait, 'from the last child, not from the add').toBeGreaterThanOrEqual((parentJob.processedOn! - lastChild) / 1000 - 0.002);
+    expect(parentWait).toBeLessThan((parentJob.processedOn! - parentJob.timestamp) / 1000 - 0.5); // two 300 ms children ran before
     expect(named(`process ${childQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeGreaterThanOrEqual(0);
     const m = await otel.collect();
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': childQueue, 'queue.job.name': 'part' })).toBe(2);
     expect(total(m.get('messaging.client.sent.messages'), { 'messaging.destination.name': parentQueue, 'queue.job.name': 'assemble' })).toBe(1);
-    expect(histogram(m.get('queue.job.wait.duration'), { 'messaging.destination.name': parentQueue }).count).toBe(0);
+    const waits = histogram(m.get('queue.job.wait.duration'), { 'messaging.destination.name': parentQueue });
+    expect(waits.count).toBe(1);
+    expect(waits.sum).toBeCloseTo(parentWait, 6);
     // The call's duration has no destination either.
     expect(points(m.get('messaging.client.operation.duration'), { 'messaging.system': 'bullmq' }).some((p) => p.attributes['messaging.destination.name'] === undefined)).toBe(true);
+  });
+});
+
+describe('flow parents whose children ran elsewhere', () => {
+  it('reports no wait for a parent one of whose children this process did not run', async () => {
+    const parentQueue = queueName('flow-parent-elsewhere');
+    const childQueue = queueName('flow-child-elsewhere');
+    const flow = track(new otel.bullmq.FlowProducer({ connection: connection() }));
+    const pq = new otel.bullmq.Queue(parentQueue, { connection: connection() });
+    const cq = new otel.bullmq.Queue(childQueue, { connection: connection() });
+    track(pq, pq);
+    track(cq, cq);
+    await flow.add({ name: 'assemble', queueName: parentQueue, children: [{ name: 'part', queueName: childQueue, data: 1 }, { name: 'part', queueName: childQueue, data: 2 }] });
+    // One child is completed by hand, as another process would (a Worker without a processor is
+    // not instrumented), after the other ran here: this process cannot know which finished last.
+    const manual = track(new otel.bullmq.Worker(childQueue, undefined, { connection: connection() }));
+    const token = 'by-hand';
+    const taken = await manual.getNextJob(token);
+    await taken!.moveToCompleted('done elsewhere', token, false);
+    track(new otel.bullmq.Worker(childQueue, async () => 'done here', { connection: connection() }));
+    track(new otel.bullmq.Worker(parentQueue, async () => 'assembled', { connection: connection() }));
+    await until(() => named(`process ${parentQueue}`).length === 1, 10_000, 'the parent');
+    expect(named(`process ${childQueue}`)).toHaveLength(1);
+    expect(named(`process ${parentQueue}`)[0]!.attributes['queue.job.wait.duration']).toBeUndefined();
+    const m = await otel.collect();
+    expect(histogram(m.get('queue.job.wait.duration'), { 'messaging.destination.name': parentQueue }).count).toBe(0);
   });
 });
 

@@ -149,7 +149,7 @@ describe('memory on the shared event loop', () => {
   });
 
   // Per-slice attribution over-counts churn (garbage freed during other jobs' slices stays with
-  // the job that made it until it ends); README "memory" gives the measured size of that error.
+  // the job that made it until it ends); docs/metrics.md ("Per-job CPU and memory") gives the measured size of that error.
   it('short-lived garbage is not held memory: jobs that parse and drop about 24 MB each do not outrank a job that keeps 60 MB', async () => {
     const { name, queue } = queueWithWorker(
       'churn',

@@ -21,6 +21,7 @@ import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, Deferral, JobTel
 import { readNumber, readProperty, readString } from '../safe.js';
 import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
+import { FlowParents } from './flow-parents.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
 import { type RedisPlace, locator, watched } from './redis-lease.js';
@@ -52,10 +53,13 @@ export interface BullMQExports {
  * Set in a flow's job metadata for jobs that have children: the `traceparent`s of its children's
  * `create` spans (comma-separated, at most MAX_CHILD_LINKS), which its `process` span links to, so
  * a trace shows the flow's fan-out. Such a job becomes ready only when its last child finishes, a
- * time BullMQ does not store (reading it would cost a Redis round trip per job), so no wait time
- * is recorded for it. Not a propagation field: propagators ignore it.
+ * time BullMQ does not store: see FlowParents. Not a propagation field: propagators ignore it.
  */
 const AFTER_CHILDREN = 'queue_otel_after_children';
+/** Set beside AFTER_CHILDREN: how many children the job has (FlowParents needs to see them all). */
+const CHILD_COUNT = 'queue_otel_children';
+/** Finish times of the flow children this process ran, for their parents' wait. */
+const flowParents = new FlowParents();
 /** Children of a flow job its process span links to (a flow may have thousands). */
 const MAX_CHILD_LINKS = 32;
 
@@ -185,7 +189,9 @@ function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry, Unrecove
       () => callOriginal(original, this, args),
       (threw, error) => {
         inFlight.delete(j);
-        telemetry.endAttempt(attempt, attemptEnd(j, finishedBefore, threw, error));
+        const end = attemptEnd(j, finishedBefore, threw, error);
+        childFinished(j, end);
+        telemetry.endAttempt(attempt, end);
       },
     );
   };
@@ -317,16 +323,41 @@ function unlisten(worker: BullWorker, onStalled: () => void): void {
 
 /**
  * When the job became ready to run, for its first attempt: when it was added, plus its delay
- * (BullMQ zeroes `job.delay` when it promotes a delayed job, so read the option). Retries, jobs
- * back from a stall and flow parents (ready when their children finish) have no stored ready
- * time, so none is reported for them.
+ * (BullMQ zeroes `job.delay` when it promotes a delayed job, so read the option); for a flow
+ * parent, when its last child finished (plus its delay), if this process ran all of its children.
+ * Retries and jobs back from a stall have no stored ready time, so none is reported for them.
  */
 function readyAt(job: object, carrier: Record<string, unknown> | undefined): number | undefined {
   if ((readNumber(job, 'attemptsMade') ?? 0) > 0 || (readNumber(job, 'attemptsStarted') ?? 1) > 1) return undefined;
-  const timestamp = readNumber(job, 'timestamp');
-  if (timestamp === undefined || carrier?.[AFTER_CHILDREN] !== undefined) return undefined;
+  const from = carrier?.[AFTER_CHILDREN] === undefined ? readNumber(job, 'timestamp') : childrenFinishedAt(job, carrier);
+  if (from === undefined) return undefined;
   const delay = readNumber(readProperty(job, 'opts'), 'delay');
-  return timestamp + (delay !== undefined && delay > 0 ? delay : 0);
+  return from + (delay !== undefined && delay > 0 ? delay : 0);
+}
+
+/** When the last child of this flow parent finished, if this process ran them all. */
+function childrenFinishedAt(job: object, carrier: Record<string, unknown>): number | undefined {
+  const queue = readProperty(job, 'queueQualifiedName');
+  const id = readProperty(job, 'id');
+  const count = Number(carrier[CHILD_COUNT]);
+  if (typeof queue !== 'string' || typeof id !== 'string' || !Number.isSafeInteger(count)) return undefined;
+  return flowParents.readyAt(`${queue}:${id}`, count);
+}
+
+/**
+ * A flow child that ended for good in a way that lets its parent go on (completed, or failed with
+ * `ignoreDependencyOnFailure` / `removeDependencyOnFailure`): remember when, for the parent's wait.
+ */
+function childFinished(job: object, end: AttemptEnd): void {
+  const parentKey = readProperty(job, 'parentKey');
+  if (typeof parentKey !== 'string') return;
+  const opts = readProperty(job, 'opts');
+  const released =
+    end.outcome === 'completed' ||
+    (end.outcome === 'failed' && (readProperty(opts, 'ignoreDependencyOnFailure') === true || readProperty(opts, 'removeDependencyOnFailure') === true));
+  const id = readProperty(job, 'id');
+  if (!released || typeof id !== 'string') return;
+  flowParents.childFinished(parentKey, id, readNumber(job, 'finishedOn') ?? Date.now());
 }
 
 // ---- queue state ------------------------------------------------------------------------------
@@ -408,7 +439,7 @@ function carried<T>(opts: T, carrier: Carrier | undefined, children?: Array<Carr
     const traceparent = child?.traceparent;
     if (typeof traceparent === 'string' && creations.size < MAX_CHILD_LINKS) creations.add(traceparent);
   }
-  return withCarrier(opts, carrier, { [AFTER_CHILDREN]: [...creations].join(',') || '1' });
+  return withCarrier(opts, carrier, { [AFTER_CHILDREN]: [...creations].join(',') || '1', [CHILD_COUNT]: String(children.length) });
 }
 
 /** The carriers of a flow job's children's creation, from its metadata (see AFTER_CHILDREN). */

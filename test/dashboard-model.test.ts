@@ -65,6 +65,38 @@ describe('DashboardModel', () => {
     expect(view!.wait.p95.at(-1)).toBeCloseTo(0.25 + 2.25 * (0.95 * 3 - 1) / 2, 9);
   });
 
+  it('shows deferred attempts by reason beside the other outcomes, and the rate limiter\'s waits', () => {
+    const model = new DashboardModel(2);
+    const histogram = (count: number, sum = 0) => ({ count, sum, buckets: { boundaries: [1], counts: [count, 0] } });
+    const at = (completed: number, delayed: number, rateLimited: number, waits?: [number, number]) =>
+      collection({
+        'queue.job.busy.time': [{ attributes: job('sync'), value: completed }],
+        'messaging.process.duration': [
+          { attributes: job('sync', { 'queue.job.outcome': 'completed' }), value: histogram(completed) },
+          ...(delayed > 0 ? [{ attributes: job('sync', { 'queue.job.outcome': 'deferred', 'queue.job.deferral': 'delayed' }), value: histogram(delayed) }] : []),
+          ...(rateLimited > 0
+            ? [{ attributes: job('sync', { 'queue.job.outcome': 'deferred', 'queue.job.deferral': 'rate_limited' }), value: histogram(rateLimited) }]
+            : []),
+        ],
+        // The worker waited `count` times for the queue's rate limiter, `sum` seconds in all.
+        'queue.worker.rate_limit.duration': waits ? [{ attributes: q, value: histogram(...waits) }] : [],
+      });
+    model.add(1_000_000, at(0, 0, 0));
+    model.add(1_002_000, at(10, 0, 0)); // nothing deferred yet, the limiter never waited
+    let [view] = model.snapshot().queues;
+    expect(view!.throughput.deferred).toBeUndefined();
+    expect(view!.rateLimit).toEqual({});
+    model.add(1_004_000, at(20, 4, 2, [2, 1])); // 3 deferred a second; 1 wait a second, held half the time
+    model.add(1_006_000, at(30, 4, 6, [6, 4])); // 2 deferred a second, all rate-limited
+    [view] = model.snapshot().queues;
+    expect(view!.throughput.completed).toEqual([null, 5, 5, 5]);
+    expect(view!.throughput.deferred).toEqual([null, null, 3, 2]);
+    expect(view!.rateLimit.waits).toEqual([null, null, 1, 2]);
+    expect(view!.rateLimit.held).toEqual([null, null, 0.5, 1.5]);
+    // The table: over the window (all 6 s here), by outcome, and the deferrals by reason.
+    expect(view!.jobs[0]).toMatchObject({ name: 'sync', completed: 5, deferred: 10 / 6, deferrals: { delayed: 4 / 6, rate_limited: 1 } });
+  });
+
   it('says how old the state figures may be: one read interval, and for pg-boss its monitor interval on top', () => {
     const model = new DashboardModel(2, 300, 15);
     const depth = (system: string, queue: string) => ({

@@ -48,6 +48,8 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
       DEMO_PREFIX: PREFIX,
       DEMO_BUSY_WORKERS: String(BUSY_WORKERS),
       DEMO_BUSY_JOB_S: '120',
+      // As `npm run demo` sets it: the job table links the latest profile of thumbnail.
+      QUEUE_OTEL_PROFILE_JOBS: 'thumbnail',
     });
     url = (await worker.waitFor(/live dashboard on (http:\/\/\S+)/))[1]!;
     profile = mkdtempSync(join(tmpdir(), 'qo-chromium-'));
@@ -66,7 +68,7 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     await browser?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
     await worker?.stop();
-    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing']) {
+    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing', 'partners', 'crm']) {
       const q = new Queue(name, { connection: connection(), prefix: PREFIX });
       await q.obliterate({ force: true });
       await q.close();
@@ -192,4 +194,47 @@ describe.skipIf(skip)('live dashboard in Chromium', () => {
     expect(cells[3]).toMatch(/ ago$/);
     expect(cells[4]).toBe('0'); // BullMQ does not tell missed runs
   }, 60_000);
+
+  it('draws deferred attempts beside the other outcomes, the rate limiter\'s waits, and a profile link', async () => {
+    // partners: sync-orders put themselves off (DelayedError) while the partner is closed, 10 s
+    // of every 30; crm: a limiter of 10 a second against bursts of 40, and RateLimitError now and then.
+    let c = await charts();
+    await expect
+      .poll(async () => ((c = await charts()), Math.min(max(c['partners/throughput']?.deferred), max(c['crm/ratelimit']?.['held back']))), { timeout: 45_000, interval: 1000 })
+      .toBeGreaterThan(0);
+    expect(pageErrors).toEqual([]);
+    expect(max(c['partners/throughput']?.completed)).toBeGreaterThan(0);
+    // The throughput chart says what deferred means; the queues without deferrals have no such line.
+    expect(await page.locator('section[data-queue="partners"] .card[data-chart="throughput"] p').textContent()).toContain('deferred: put off on purpose');
+    expect(Object.keys(c['emails/throughput'] ?? {})).not.toContain('deferred');
+    expect(c['emails/ratelimit']).toBeUndefined();
+
+    // Tiles: deferred a second on partners, the share of time held back and the waits on crm.
+    const tile = (queue: string, name: string) => page.locator(`section[data-queue="${queue}"] .tile`).filter({ has: page.locator('.k', { hasText: new RegExp(`^${name}$`) }) });
+    await expect.poll(async () => Number.parseFloat((await tile('partners', 'deferred').locator('.v').textContent()) ?? ''), { timeout: 30_000 }).toBeGreaterThan(0);
+    const heldText = async () => (await tile('crm', 'rate-limited').locator('.v').textContent()) ?? '';
+    await expect.poll(async () => Number.parseFloat(await heldText()), { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(await heldText()).toMatch(/% of the time$/);
+    expect(await tile('crm', 'rate-limited').locator('.note').textContent()).toMatch(/^\d+ waits \/min$/);
+
+    // The job table: a deferred column, whose cell names the reasons.
+    const headers = await page.locator('section[data-queue="partners"] table.jobs th').allTextContents();
+    const column = headers.indexOf('deferred');
+    expect(column).toBeGreaterThan(0);
+    await expect
+      .poll(async () => page.locator('section[data-queue="partners"] table.jobs tbody tr').first().locator('td').nth(column).getAttribute('title'), { timeout: 30_000 })
+      .toMatch(/^delayed \d/);
+    await expect
+      .poll(async () => page.locator('section[data-queue="crm"] table.jobs tbody tr').first().locator('td').nth(column).getAttribute('title'), { timeout: 45_000 })
+      .toMatch(/rate_limited \d/);
+
+    // The profiled job name has a link to its latest profile, which downloads a V8 CPU profile.
+    const link = page.locator('section[data-queue="reports"] table.jobs tbody tr', { hasText: 'thumbnail' }).locator('a.profile');
+    await expect.poll(() => link.count(), { timeout: 30_000 }).toBe(1);
+    const response = await page.request.get(new URL((await link.getAttribute('href'))!, url).href);
+    expect(response.status()).toBe(200);
+    expect(Object.keys((await response.json()) as object)).toEqual(expect.arrayContaining(['nodes', 'startTime', 'endTime', 'samples', 'timeDeltas']));
+    await page.locator('nav button[data-q="crm"]').click();
+    await page.screenshot({ path: join(ROOT, 'test-artifacts/dashboard-deferred.png'), fullPage: true });
+  }, 120_000);
 });

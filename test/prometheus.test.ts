@@ -149,7 +149,7 @@ describe.skipIf(skip)('Prometheus end to end', () => {
     await schedulesApp?.stop();
     await dropSchemas(SCHEDULES_SCHEMA, `${SCHEDULES_SCHEMA}_boss`).catch(() => {});
     if (dir) rmSync(dir, { recursive: true, force: true });
-    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing']) {
+    for (const name of ['emails', 'reports', 'webhooks', 'busy', 'billing', 'partners', 'crm']) {
       const q = new Queue(name, { connection: connection(), prefix: PREFIX });
       await q.obliterate({ force: true });
       await q.close();

@@ -118,6 +118,9 @@ const env = {
   OTEL_TRACES_EXPORTER: 'none',
   OTEL_LOGS_EXPORTER: 'none',
   QUEUE_OTEL_QUEUE_STATE_INTERVAL: '2000',
+  // A CPU profile of these jobs' own code, at most one per job name a minute: the dashboard's job
+  // table links the latest one (docs/profiling.md).
+  QUEUE_OTEL_PROFILE_JOBS: 'thumbnail,import-customers',
   ...process.env,
   OTEL_EXPORTER_PROMETHEUS_PORT: String(promPort),
   QUEUE_OTEL_DASHBOARD_PORT: String(dashPort),
@@ -135,8 +138,10 @@ queue-otel demo
   live dashboard   http://localhost:${dashPort}/
   Prometheus       http://localhost:${promPort}/metrics
                    curl -s localhost:${promPort}/metrics | grep -E '^queue_job_(busy_time|memory_usage)'
+                   curl -s localhost:${promPort}/metrics | grep -E 'deferral|^queue_schedule_lag|^queue_worker_rate_limit'
   Redis            ${store.url} (keys under the prefix queue-otel-demo)
   started as       OTEL_METRICS_EXPORTER=prometheus QUEUE_OTEL_DASHBOARD_PORT=${dashPort} \\
+                   QUEUE_OTEL_PROFILE_JOBS=${env.QUEUE_OTEL_PROFILE_JOBS} \\
                    node --import queue-otel/register examples/demo/worker.mjs
   Ctrl-C stops it.
 `);

@@ -1,4 +1,4 @@
-// The demo's worker: a realistic mix of jobs on three queues, with no OpenTelemetry code at all.
+// The demo's worker: a realistic mix of jobs on six queues, with no OpenTelemetry code at all.
 // It is started with `node --import queue-otel/register worker.mjs` (examples/demo/run.mjs does
 // that); everything you see on the dashboard and on /metrics comes through register.
 //
@@ -11,12 +11,18 @@
 //   billing   a job scheduler (`billing-sync`, every 5 s) whose run (charge-cards) takes 6-7 s on
 //             one worker: each run starts late (queue.schedule.lag), and BullMQ skips the
 //             occurrences that pass while one runs
+//   partners  sync-orders: the partner's API is closed 10 s out of every 30 s; a job that finds it
+//             closed puts itself off until it reopens (job.moveToDelayed, then DelayedError): an
+//             attempt that ends `deferred`, not failed
+//   crm       push-contact: at most 10 calls a second (the worker's `limiter`), in bursts of 40;
+//             now and then the CRM answers "429, retry in 1 s" and the job hands the whole queue
+//             back to the rate limiter (queue.rateLimit, then Worker.RateLimitError)
 //
 // Environment: REDIS_URL (default redis://127.0.0.1:6379), DEMO_DURATION_S (stop after that many
 // seconds; default: run until SIGINT/SIGTERM), DEMO_BUSY_WORKERS=N (adds a `busy` queue whose N
 // workers run one long job each for the whole run: busy time must read N), DEMO_BUSY_JOB_S.
 import { setTimeout as wait } from 'node:timers/promises';
-import { Queue, Worker } from 'bullmq';
+import { DelayedError, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 
 const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -39,6 +45,12 @@ const between = (lo, hi) => lo + Math.random() * (hi - lo);
 
 class WebhookTimeout extends Error {
   name = 'WebhookTimeout';
+}
+
+/** The partner's API is down for maintenance 10 s out of every 30 s: when it opens again, or 0. */
+function partnerClosedUntil() {
+  const cycle = Date.now() % 30_000;
+  return cycle < 10_000 ? Date.now() - cycle + 10_000 : 0;
 }
 
 /** Keeps the CPU busy for `ms` (an image resize, a PDF render). */
@@ -83,13 +95,35 @@ const processors = {
     await sleep(between(6000, 7000));
     return { charged: true };
   },
+  partners: async (job, token) => {
+    const reopens = partnerClosedUntil();
+    if (reopens > 0) {
+      // Not a failure: put the job off until the API is open again, without using an attempt.
+      await job.moveToDelayed(reopens + between(0, 2000), token);
+      throw new DelayedError();
+    }
+    await sleep(between(100, 300));
+    return { synced: true };
+  },
+  crm: async () => {
+    await sleep(between(30, 80));
+    if (Math.random() < 0.03) {
+      // "429 Too Many Requests, retry in 1 s": hold the whole queue back, and this job goes back
+      // to wait (not a failure either).
+      await queues.crm.rateLimit(1000);
+      throw Worker.RateLimitError();
+    }
+    return { status: 200 };
+  },
   busy: async (job) => {
     await sleep(job.data.seconds * 1000);
     return 'done';
   },
 };
 
-const concurrency = { emails: 10, reports: 4, webhooks: 5, billing: 1, busy: busyWorkers };
+const concurrency = { emails: 10, reports: 4, webhooks: 5, billing: 1, partners: 3, crm: 4, busy: busyWorkers };
+// The CRM takes at most 10 calls a second: the worker's rate limiter holds it to that.
+const limiter = { crm: { max: 10, duration: 1000 } };
 const names = Object.keys(processors).filter((q) => q !== 'busy' || busyWorkers > 0);
 
 // One demo per prefix at a time: a second one would obliterate the first one's queues under it.
@@ -107,7 +141,7 @@ for (const queue of Object.values(queues)) {
   await queue.obliterate({ force: true }); // a fresh start on each run (only the demo's own keys)
 }
 const workers = names.map((name) => {
-  const worker = new Worker(name, processors[name], { connection, prefix, concurrency: concurrency[name] });
+  const worker = new Worker(name, processors[name], { connection, prefix, concurrency: concurrency[name], limiter: limiter[name] });
   worker.on('error', (error) => console.error(`demo: worker ${name}: ${error.message}`));
   return worker;
 });
@@ -136,6 +170,10 @@ every(1_500, () => queues.reports.add('thumbnail', { image: 'photo.jpg' }, keep)
 every(25_000, () => queues.reports.add('import-customers', { file: 'customers.csv' }, keep));
 every(250, () =>
   queues.webhooks.add('deliver-webhook', { url: 'https://example.com/hook' }, { ...keep, attempts: 4, backoff: { type: 'exponential', delay: 500 } }),
+);
+every(500, () => queues.partners.add('sync-orders', { partner: 'acme' }, keep));
+every(8_000, () =>
+  queues.crm.addBulk(Array.from({ length: 40 }, (_, i) => ({ name: 'push-contact', data: { contact: i }, opts: keep }))),
 );
 
 console.log(`demo: worker running (pid ${process.pid}): queues ${names.join(', ')} under prefix "${prefix}"`);

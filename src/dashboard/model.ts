@@ -1,6 +1,7 @@
 import {
   ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_SYSTEM,
+  ATTR_QUEUE_JOB_DEFERRAL,
   ATTR_QUEUE_JOB_NAME,
   ATTR_QUEUE_JOB_OUTCOME,
   ATTR_QUEUE_JOB_STATE,
@@ -15,6 +16,7 @@ import {
   METRIC_QUEUE_JOB_COUNT,
   METRIC_QUEUE_OLDEST_AGE,
   METRIC_QUEUE_WORKER_CONCURRENCY,
+  METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION,
   ATTR_QUEUE_SCHEDULE_NAME,
   METRIC_QUEUE_SCHEDULE_LAG,
   METRIC_QUEUE_SCHEDULE_MISSED,
@@ -51,8 +53,14 @@ export interface QueueView {
   cpu: Lines;
   /** Memory held by running jobs by job name, bytes. */
   memory: Lines;
-  /** Attempts ended per second by outcome (completed, retried, failed). */
+  /** Attempts ended per second by outcome (completed, retried, failed, deferred). */
   throughput: Lines;
+  /**
+   * The queue's rate limiter (`queue.worker.rate_limit.duration`), once it held a worker of this
+   * process back: `waits`, waits per second; `held`, seconds held back per second, summed over the
+   * workers (0.5: one worker held back half the time). A wait is recorded when it ends.
+   */
+  rateLimit: Lines;
   /**
    * Wait time quantiles over the last {@link WINDOW_S} seconds, seconds (null: no job started),
    * interpolated linearly within the histogram's buckets as Prometheus' histogram_quantile does:
@@ -107,6 +115,10 @@ export interface JobRow {
   completed: Value;
   retried: Value;
   failed: Value;
+  /** Attempts the processor put off on purpose, per second over the window. */
+  deferred: Value;
+  /** The same by reason (`queue.job.deferral`: delayed, waiting, waiting_children, rate_limited). */
+  deferrals: Record<string, Value>;
   waitP50: Value;
   waitP95: Value;
   runningOldest: Value;
@@ -125,13 +137,17 @@ export interface Snapshot {
 /** Quantiles and per-second rates of counters are taken over this many seconds. */
 export const WINDOW_S = 30;
 
-const OUTCOMES = ['completed', 'retried', 'failed'] as const;
+const OUTCOMES = ['completed', 'retried', 'failed', 'deferred'] as const;
 
 interface Cumulative {
   busy: Map<string, number>;
   cpu: Map<string, number>;
   /** `${job}\0${outcome}` -> attempts ended. */
   consumed: Map<string, number>;
+  /** `${job}\0${deferral}` -> attempts deferred. */
+  deferred: Map<string, number>;
+  /** Rate limiter waits and the seconds they lasted. */
+  rateLimit: { count: number; sum: number } | undefined;
   /** Wait histogram merged by job name, and for the whole queue under ''. */
   wait: Map<string, { boundaries: number[]; counts: number[] }>;
 }
@@ -206,7 +222,7 @@ export class DashboardModel {
   private update(state: QueueState, t: number, data: QueueData): void {
     const view = state.view;
     const index = this.times.length - 1;
-    const cumulative: Cumulative = { busy: data.busy, cpu: data.cpu, consumed: data.consumed, wait: data.wait };
+    const cumulative: Cumulative = { busy: data.busy, cpu: data.cpu, consumed: data.consumed, deferred: data.deferred, wait: data.wait, rateLimit: data.rateLimit };
     const previous = state.history.at(-1);
     // The reading about WINDOW_S ago (or the oldest kept), for windowed rates and quantiles.
     const windowStart = state.history.find((h) => h.t >= t - WINDOW_S - 0.001) ?? previous;
@@ -231,7 +247,16 @@ export class DashboardModel {
     }
     for (const outcome of OUTCOMES) {
       const total = (c: Cumulative) => sumWhere(c.consumed, (k) => k.endsWith(`\0${outcome}`));
-      line(view.throughput, outcome)[index] = previous ? rate(total(cumulative), total(previous.c), t - previous.t) : null;
+      // A line once the outcome was seen (deferred attempts are not in every queue).
+      if (view.throughput[outcome] !== undefined || total(cumulative) > 0 || outcome !== 'deferred') {
+        line(view.throughput, outcome)[index] = previous ? rate(total(cumulative), total(previous.c), t - previous.t) : null;
+      }
+    }
+    if (data.rateLimit !== undefined || view.rateLimit.held !== undefined) {
+      const before = previous?.c.rateLimit ?? { count: 0, sum: 0 };
+      const now = data.rateLimit ?? before;
+      line(view.rateLimit, 'waits')[index] = previous ? rate(now.count, before.count, t - previous.t) : null;
+      line(view.rateLimit, 'held')[index] = previous ? rate(now.sum, before.sum, t - previous.t) : null;
     }
     const quantiles = (key: string) => {
       const now = data.wait.get(key);
@@ -253,6 +278,11 @@ export class DashboardModel {
       const q = quantiles(job);
       const outcomeRate = (outcome: string): Value =>
         since ? rate(data.consumed.get(`${job}\0${outcome}`) ?? 0, since.c.consumed.get(`${job}\0${outcome}`) ?? 0, t - since.t) : null;
+      const deferrals: Record<string, Value> = {};
+      for (const key of data.deferred.keys()) {
+        const [name, reason] = key.split('\0') as [string, string];
+        if (name === job && since) deferrals[reason] = rate(data.deferred.get(key), since.c.deferred.get(key) ?? 0, t - since.t);
+      }
       return {
         name: job,
         busy: view.busy[job]?.[index] ?? null,
@@ -262,6 +292,8 @@ export class DashboardModel {
         completed: outcomeRate('completed'),
         retried: outcomeRate('retried'),
         failed: outcomeRate('failed'),
+        deferred: outcomeRate('deferred'),
+        deferrals,
         waitP50: q.p50,
         waitP95: q.p95,
         runningOldest: data.runningOldest.get(job) ?? null,
@@ -329,6 +361,8 @@ interface QueueData {
   active: Map<string, number>;
   runningOldest: Map<string, number>;
   consumed: Map<string, number>;
+  deferred: Map<string, number>;
+  rateLimit: { count: number; sum: number } | undefined;
   wait: Map<string, { boundaries: number[]; counts: number[] }>;
   depth: Map<string, number>;
   oldest: number | undefined;
@@ -349,6 +383,8 @@ function emptyQueueData(system: string): QueueData {
     active: new Map(),
     runningOldest: new Map(),
     consumed: new Map(),
+    deferred: new Map(),
+    rateLimit: undefined,
     wait: new Map(),
     depth: new Map(),
     oldest: undefined,
@@ -389,7 +425,16 @@ function groupByQueue(collection: Collection): Map<string, QueueData> {
   // Ended attempts by outcome: the count of the process-duration histogram.
   for (const p of collection.get(METRIC_MESSAGING_PROCESS_DURATION) ?? []) {
     const data = of(p);
-    if (data !== undefined && typeof p.value !== 'number') add(data.consumed, `${job(p)}\0${String(p.attributes[ATTR_QUEUE_JOB_OUTCOME])}`, p.value.count);
+    if (data === undefined || typeof p.value === 'number') continue;
+    const outcome = String(p.attributes[ATTR_QUEUE_JOB_OUTCOME]);
+    add(data.consumed, `${job(p)}\0${outcome}`, p.value.count);
+    if (outcome === 'deferred') add(data.deferred, `${job(p)}\0${String(p.attributes[ATTR_QUEUE_JOB_DEFERRAL] ?? '')}`, p.value.count);
+  }
+  for (const p of collection.get(METRIC_QUEUE_WORKER_RATE_LIMIT_DURATION) ?? []) {
+    const data = of(p);
+    if (data === undefined || typeof p.value === 'number') continue;
+    const found = data.rateLimit ?? { count: 0, sum: 0 };
+    data.rateLimit = { count: found.count + p.value.count, sum: found.sum + (p.value.sum ?? 0) };
   }
   for (const p of collection.get(METRIC_QUEUE_JOB_WAIT_DURATION) ?? []) {
     const data = of(p);
@@ -421,6 +466,7 @@ function emptyView(name: string, system: string): QueueView {
     cpu: {},
     memory: {},
     throughput: {},
+    rateLimit: {},
     wait: { p50: [], p95: [] },
     depth: {},
     age: { waiting: [], failed: [], running: [] },
@@ -454,7 +500,7 @@ function arrays(view: QueueView): Value[][] {
     view.age.waiting,
     view.age.failed,
     view.age.running,
-    ...[view.busy, view.cpu, view.memory, view.throughput, view.depth, view.scheduleLag].flatMap((l) => Object.values(l)),
+    ...[view.busy, view.cpu, view.memory, view.throughput, view.rateLimit, view.depth, view.scheduleLag].flatMap((l) => Object.values(l)),
   ];
 }
 

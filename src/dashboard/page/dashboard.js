@@ -4,7 +4,7 @@
   'use strict';
 
   var PALETTE = ['#5eead4', '#60a5fa', '#f472b6', '#fbbf24', '#a78bfa', '#34d399', '#fb923c', '#22d3ee', '#e879f9', '#a3e635'];
-  var OUTCOME_COLORS = { completed: '#4ade80', retried: '#fbbf24', failed: '#f87171' };
+  var OUTCOME_COLORS = { completed: '#4ade80', retried: '#fbbf24', failed: '#f87171', deferred: '#a78bfa' };
   var STATE_COLORS = {
     waiting: '#60a5fa', active: '#5eead4', delayed: '#a78bfa', prioritized: '#22d3ee',
     'waiting-children': '#e879f9', paused: '#94a3b8', failed: '#f87171', completed: '#4ade80',
@@ -96,8 +96,9 @@
     return [
       { id: 'busy', wide: true, title: 'Busy workers', note: 'rate of queue.job.busy.time by job name, against the concurrency limit', fmt: plain, lines: busyLines },
       {
-        id: 'throughput', title: 'Throughput', note: 'attempts ended per second, by outcome (failed: no attempt left)', fmt: perSecond,
-        lines: ['completed', 'retried', 'failed'].filter(function (o) { return q.throughput[o]; }).map(function (o) {
+        id: 'throughput', title: 'Throughput',
+        note: 'attempts ended per second, by outcome (failed: no attempt left; deferred: put off on purpose, by a delay, its children or a rate limit)', fmt: perSecond,
+        lines: ['completed', 'retried', 'failed', 'deferred'].filter(function (o) { return q.throughput[o]; }).map(function (o) {
           return { label: o, values: q.throughput[o], color: OUTCOME_COLORS[o] };
         }),
       },
@@ -124,6 +125,13 @@
           { label: 'dead letter', values: q.age.failed, color: '#f87171' },
           { label: 'running', values: q.age.running, color: '#5eead4' },
         ],
+      },
+      // The queue's rate limiter: shown once it held a worker of this process back.
+      {
+        id: 'ratelimit', title: 'Rate limiter',
+        note: 'queue.worker.rate_limit.duration: share of the time workers were held back by the queue\'s rate limiter (summed over workers, counted as each wait ends)',
+        fmt: cores,
+        lines: q.rateLimit && q.rateLimit.held ? [{ label: 'held back', values: q.rateLimit.held, color: '#fb923c' }] : [],
       },
       { id: 'memory', wide: true, title: 'Memory by job', note: 'queue.job.memory.usage: memory held by running jobs', fmt: bytes, lines: byJob(q.memory) },
       { id: 'cpu', title: 'CPU by job', note: 'rate of queue.job.cpu.time, as a share of one core', fmt: cores, lines: byJob(q.cpu) },
@@ -215,6 +223,8 @@
     var failed = recent(q.throughput.failed, perTick);
     var waiting = (last(q.depth.waiting) || 0) + (last(q.depth.prioritized) || 0);
     var held = last(sumLines(q.memory, n));
+    var deferred = recent(q.throughput.deferred, perTick);
+    var limited = q.rateLimit || {};
     var tiles = [
       { k: 'busy workers', v: num(busy, 1), small: conc != null ? ' / ' + num(conc, 0) : '', bar: conc ? Math.min(1, (busy || 0) / conc) : null },
       { k: 'completed', v: num(done), small: ' /s' },
@@ -224,6 +234,12 @@
       { k: 'in failed set', v: num(last(q.depth.failed), 0), small: '', cls: last(q.depth.failed) > 0 ? 'warn' : '', note: asOf(q.stateMaxAgeS.counts) },
       { k: 'memory held', v: bytes(held), small: '' },
     ];
+    // Shown once the queue has them: attempts put off on purpose, and its rate limiter's waits.
+    if (q.throughput.deferred) tiles.splice(2, 0, { k: 'deferred', v: num(deferred), small: ' /s' });
+    if (limited.held) {
+      var waitsPerS = recent(limited.waits, perTick);
+      tiles.push({ k: 'rate-limited', v: cores(recent(limited.held, perTick)), small: ' of the time', note: num(waitsPerS == null ? null : waitsPerS * 60, 0) + ' waits /min' });
+    }
     var tilesEl = section.querySelector('.tiles');
     tilesEl.innerHTML = '';
     tiles.forEach(function (t) {
@@ -279,6 +295,7 @@
     var profiled = Object.keys(profiles).length > 0;
     var rows = q.jobs.map(function (j) {
       var failCls = j.failed > 0 ? 'bad' : '';
+      var reasons = Object.keys(j.deferrals || {}).sort().map(function (r) { return r + ' ' + perSecond(j.deferrals[r]); }).join(', ');
       var p = profiles[j.name];
       var profileCell = !profiled ? '' : '<td>' + (p ? '<a class="profile" download href="' + escapeHtml(p.url) + '" title="CPU profile of this job\'s own code, written ' +
         escapeHtml(new Date(p.writtenAt).toLocaleString()) + ' (open in Chrome DevTools or speedscope)">' + clock(p.writtenAt / 1000) + '</a>' : '–') + '</td>';
@@ -286,11 +303,13 @@
         '<td>' + num(j.busy, 2) + '</td><td>' + num(j.active, 0) + '</td>' +
         '<td>' + perSecond(j.completed) + '</td><td class="' + (j.retried > 0 ? 'warn' : '') + '">' + perSecond(j.retried) + '</td>' +
         '<td class="' + failCls + '">' + perSecond(j.failed) + '</td>' +
+        '<td' + (reasons ? ' title="' + escapeHtml(reasons) + '"' : '') + '>' + perSecond(j.deferred) + '</td>' +
         '<td>' + seconds(j.waitP50) + '</td><td>' + seconds(j.waitP95) + '</td>' +
         '<td>' + cores(j.cpu) + '</td><td>' + bytes(j.memory) + '</td><td>' + seconds(j.runningOldest) + '</td>' + profileCell + '</tr>';
     }).join('');
     section.querySelector('.table').innerHTML = q.jobs.length === 0 ? '' :
       '<table class="jobs"><thead><tr><th>job name</th><th>busy</th><th>running</th><th>completed</th><th>retried</th><th>failed</th>' +
+      '<th title="put off on purpose (a delay, its children, a rate limit); the reasons on each cell">deferred</th>' +
       '<th title="' + INTERPOLATED + '">wait p50 ≈</th><th title="' + INTERPOLATED + '">wait p95 ≈</th>' +
       '<th>cpu</th><th>memory</th><th>longest run</th>' + (profiled ? '<th>latest profile</th>' : '') +
       '</tr></thead><tbody>' + rows + '</tbody></table>';

@@ -17,6 +17,8 @@
 //   --names A,B      job names of phase 1 and phase 2 (default 5,5000)
 //   --redis URL      Redis (default redis://127.0.0.1:6379)
 //   --out FILE       (one run) also write the run's figures as JSON to FILE
+//   --leak BYTES     the job keeps a string of about BYTES bytes forever: a leak planted to show
+//                    that the checks below catch one (off by default)
 //
 // One run: one Queue and one Worker (concurrency --concurrency) in this process, on a queue of its
 // own (prefix qotel-soak), obliterated at the end. The job is tiny (returns a number) and jobs are
@@ -37,8 +39,9 @@
 // context manager and W3C propagator.
 //
 // Checks (a failed check is printed and sets the exit code to 1):
-//   - heap after GC: the first sample against the last, and the first sample of phase 2 against
-//     the last (after the name budget is full): growth above max(2 MB, 5 %) is reported as growth;
+//   - heap after GC: the first sample of each phase against its last (phase 2: after the name
+//     budget is full), and the first sample of the run against the last: growth above
+//     max(2 MB, 5 %) is reported as growth;
 //   - series: every instrument stays under the SDK's cardinality limit (2,000), and no data point
 //     carries the SDK's overflow attribute (otel.metric.overflow);
 //   - totals: the count of messaging.process.duration over all series equals the jobs run, and in
@@ -66,6 +69,7 @@ const CONCURRENCY = intArg('concurrency', 10);
 const NAMES = (args.names ?? '5,5000').split(',').map((x) => Number(x));
 const REDIS_URL = args.redis ?? 'redis://127.0.0.1:6379';
 const MODE = args.mode;
+const LEAK = args.leak === undefined ? 0 : intArg('leak', 0);
 if (JOBS % EVERY !== 0) fail(`--jobs (${JOBS}) must be a multiple of --every (${EVERY})`);
 if (NAMES.length !== 2 || NAMES.some((n) => !Number.isInteger(n) || n < 1)) fail(`--names must be two integers >= 1, got ${args.names}`);
 if (MODE !== undefined && MODE !== 'instrumented' && MODE !== 'plain') fail(`--mode must be instrumented or plain, got ${MODE}`);
@@ -87,7 +91,7 @@ function parseArgs(argv) {
     if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
     else out[a.slice(2)] = argv[++i];
   }
-  const known = ['jobs', 'every', 'concurrency', 'names', 'redis', 'mode', 'out'];
+  const known = ['jobs', 'every', 'concurrency', 'names', 'redis', 'mode', 'out', 'leak'];
   for (const k of Object.keys(out)) if (!known.includes(k)) fail(`unknown option --${k} (known: ${known.map((x) => '--' + x).join(' ')})`);
   return out;
 }
@@ -112,7 +116,7 @@ const padEnd = (s, n) => String(s).padEnd(n);
 
 if (MODE === undefined) {
   const dir = mkdtempSync(join(tmpdir(), 'qotel-soak-'));
-  const passOn = ['jobs', 'every', 'concurrency', 'names', 'redis'].flatMap((k) => (args[k] === undefined ? [] : [`--${k}`, args[k]]));
+  const passOn = ['jobs', 'every', 'concurrency', 'names', 'redis', 'leak'].flatMap((k) => (args[k] === undefined ? [] : [`--${k}`, args[k]]));
   const runs = {};
   let exitCode = 0;
   for (const mode of ['instrumented', 'plain']) {
@@ -311,7 +315,9 @@ let added = 0;
 const t0 = performance.now();
 try {
   await queue.waitUntilReady();
-  worker = new Worker(queueName, async () => 42, { connection, prefix: PREFIX, concurrency: CONCURRENCY });
+  const leaked = [];
+  const job = LEAK > 0 ? async (j) => (leaked.push(`${j.id}:`.padEnd(LEAK, 'x')), 42) : async () => 42;
+  worker = new Worker(queueName, job, { connection, prefix: PREFIX, concurrency: CONCURRENCY });
   worker.on('completed', () => {
     completed++;
     if (wake) wakeUp();
@@ -324,7 +330,7 @@ try {
   worker.on('error', (err) => console.error(`worker error: ${err?.stack ?? err}`));
   await worker.waitUntilReady();
 
-  console.log(`${MODE}: ${2 * JOBS} jobs (${JOBS} with ${NAMES[0]} names, then ${JOBS} with ${NAMES[1]} names), concurrency ${CONCURRENCY}, sample every ${EVERY}; queue ${PREFIX}:${queueName}`);
+  console.log(`${MODE}: ${2 * JOBS} jobs (${JOBS} with ${NAMES[0]} names, then ${JOBS} with ${NAMES[1]} names), concurrency ${CONCURRENCY}, sample every ${EVERY}${LEAK ? `, planted leak ${LEAK} bytes/job` : ''}; queue ${PREFIX}:${queueName}`);
   console.log(`node ${process.version}, bullmq ${bullmqVersion}${INSTRUMENTED ? `, @opentelemetry/sdk-metrics ${sdkMetricsVersion}` : ''}; ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   console.log('');
   console.log(`    jobs  names   heap MB   RSS MB   jobs/s${INSTRUMENTED ? '   series (all / largest instrument)        _OTHER jobs' : ''}`);
@@ -387,9 +393,16 @@ function growth(from, to, what) {
 }
 
 console.log('');
+const phase1 = samples.filter((s) => s.phase === 1);
 const phase2 = samples.filter((s) => s.phase === 2);
-const lines = [growth(samples[0], samples.at(-1), 'whole run'), growth(phase2[0], phase2.at(-1), `phase 2 (${NAMES[1]} names)`)];
+const lines = [
+  growth(phase1[0], phase1.at(-1), `phase 1 (${NAMES[0]} names)`),
+  growth(phase2[0], phase2.at(-1), `phase 2 (${NAMES[1]} names)`),
+  growth(samples[0], samples.at(-1), 'whole run'),
+];
 for (const l of lines) console.log(l);
+const step = phase2[0].heapUsed - phase1.at(-1).heapUsed;
+console.log(`step from the last sample of phase 1 to the first of phase 2 (new names, then the budget is full): ${step >= 0 ? '+' : ''}${mb(step)} MB`);
 
 if (INSTRUMENTED) {
   const last = samples.at(-1);

@@ -6,8 +6,8 @@
  * its ready time is its `options.delay` (an absolute time) or `options.timestamp`. The failed set
  * is unordered and stores no failure time, so the oldest failed job's age is not reported.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
+import type { QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, type RedisPlace, redisStateSource, replyCount, replyTime } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1, redis.call('LLEN', prefix .. 'waiting'), redis.call('LLEN', prefix .. 'active'),
@@ -70,34 +70,10 @@ export async function beeQueueExists(place: RedisPlace<BeeRedisLike>, queue: str
  * Resolves `null` when no open queue is left.
  */
 export function beeQueueStateSource(queue: string, locate: () => Promise<RedisPlace<BeeRedisLike> | StateUnavailable | null>): QueueStateSource {
-  let leased: { client: BeeRedisLike; key: string } | undefined;
-  return {
-    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
-      const place = await locate();
-      if (place === null || 'kind' in place) return place;
-      await whenReady(place.client);
-      await begin();
-      const prefix = `${place.prefix}:${queue}:`;
-      const key = leaseKey(prefix);
-      const reply = await evalWith(place.client, SCRIPT, 2, key, prefix, owner, leaseMs);
-      const held = leaseAnswer(reply);
-      if (held !== undefined) return held;
-      if (leaseMs > 0) leased = { client: place.client, key };
-      const r = reply as unknown[];
-      const n = (i: number) => Number(r[i] ?? 0);
-      const readyAt = Number(r[6]);
-      return {
-        counts: { waiting: n(1), active: n(2), delayed: n(3), failed: n(4), completed: n(5) },
-        oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
-        oldestFailedAt: undefined,
-        hasFailedOldest: false,
-      };
-    },
-    async release(owner) {
-      if (leased === undefined) return;
-      const { client, key } = leased;
-      leased = undefined;
-      await evalWith(client, LUA_RELEASE, 1, key, owner);
-    },
-  };
+  return redisStateSource(queue, locate, evalWith, SCRIPT, (reply) => ({
+    counts: { waiting: replyCount(reply, 1), active: replyCount(reply, 2), delayed: replyCount(reply, 3), failed: replyCount(reply, 4), completed: replyCount(reply, 5) },
+    oldestReadyAt: replyTime(reply, 6),
+    oldestFailedAt: undefined,
+    hasFailedOldest: false,
+  }));
 }

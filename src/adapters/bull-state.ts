@@ -9,8 +9,8 @@
  * list, so with priorities the tail is the next job to run rather than strictly the oldest) and
  * the lowest score of the failed set. Never a scan.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
+import type { QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, type RedisPlace, redisStateSource, replyCount, replyTime } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1}
@@ -66,33 +66,16 @@ export function bullPlace(queue: BullStateQueue | undefined): RedisPlace<BullRed
  * Resolves `null` when no open queue is left: the process no longer has the queue.
  */
 export function bullStateSource(queue: string, locate: () => Promise<RedisPlace<BullRedisLike> | StateUnavailable | null>): QueueStateSource {
-  let leased: { client: BullRedisLike; key: string } | undefined;
-  return {
-    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
-      const place = await locate();
-      if (place === null || 'kind' in place) return place;
-      await whenReady(place.client);
-      await begin();
-      const prefix = `${place.prefix}:${queue}:`;
-      const key = leaseKey(prefix);
-      const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;
-      const held = leaseAnswer(reply);
-      if (held !== undefined) return held;
-      if (leaseMs > 0) leased = { client: place.client, key };
-      const n = (i: number) => Number(reply[i] ?? 0);
-      const readyAt = Number(reply[7]);
-      const failedAt = Number(reply[8]);
-      return {
-        counts: { waiting: n(1), active: n(2), paused: n(3), delayed: n(4), failed: n(5), completed: n(6) },
-        oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
-        oldestFailedAt: failedAt >= 0 ? failedAt : undefined,
-      };
+  return redisStateSource(queue, locate, (client, script, keys, ...args) => client.eval(script, keys, ...args), SCRIPT, (reply) => ({
+    counts: {
+      waiting: replyCount(reply, 1),
+      active: replyCount(reply, 2),
+      paused: replyCount(reply, 3),
+      delayed: replyCount(reply, 4),
+      failed: replyCount(reply, 5),
+      completed: replyCount(reply, 6),
     },
-    async release(owner) {
-      if (leased === undefined) return;
-      const { client, key } = leased;
-      leased = undefined;
-      await client.eval(LUA_RELEASE, 1, key, owner);
-    },
-  };
+    oldestReadyAt: replyTime(reply, 7),
+    oldestFailedAt: replyTime(reply, 8),
+  }));
 }

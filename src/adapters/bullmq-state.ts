@@ -7,8 +7,8 @@
  * sorted-set cardinalities, the tail of the wait list (BullMQ pushes on the left and takes from the
  * right) and the lowest score of the failed set (scored by finish time). Never a scan.
  */
-import type { QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
-import { LUA_EXISTS, LUA_LEASE, LUA_RELEASE, type RedisPlace, leaseAnswer, leaseKey, whenReady } from './redis-lease.js';
+import type { QueueStateSource, StateUnavailable } from '../core/seam.js';
+import { LUA_EXISTS, LUA_LEASE, type RedisPlace, redisStateSource, replyCount, replyTime } from './redis-lease.js';
 
 const SCRIPT = `${LUA_LEASE}
 local out = {1}
@@ -75,42 +75,18 @@ export const BULLMQ_KEYS = ['meta', 'id', 'wait', 'active', 'paused', 'delayed',
  * Resolves `null` when no open object is left: the process has closed the queue.
  */
 export function bullmqStateSource(queue: string, locate: () => Promise<RedisPlace<RedisLike> | StateUnavailable | null>): QueueStateSource {
-  let leased: { client: RedisLike; key: string } | undefined;
-  return {
-    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
-      const place = await locate();
-      if (place === null || 'kind' in place) return place;
-      await whenReady(place.client);
-      await begin();
-      const prefix = `${place.prefix}:${queue}:`;
-      const key = leaseKey(prefix);
-      const reply = (await place.client.eval(SCRIPT, 2, key, prefix, owner, leaseMs)) as Array<number | string>;
-      const held = leaseAnswer(reply);
-      if (held !== undefined) return held;
-      if (leaseMs > 0) leased = { client: place.client, key };
-      const n = (i: number) => Number(reply[i] ?? 0);
-      const readyAt = Number(reply[9]);
-      const failedAt = Number(reply[10]);
-      return {
-        counts: {
-          waiting: n(1),
-          active: n(2),
-          paused: n(3),
-          delayed: n(4),
-          prioritized: n(5),
-          'waiting-children': n(6),
-          failed: n(7),
-          completed: n(8),
-        },
-        oldestReadyAt: readyAt >= 0 ? readyAt : undefined,
-        oldestFailedAt: failedAt >= 0 ? failedAt : undefined,
-      };
+  return redisStateSource(queue, locate, (client, script, keys, ...args) => client.eval(script, keys, ...args), SCRIPT, (reply) => ({
+    counts: {
+      waiting: replyCount(reply, 1),
+      active: replyCount(reply, 2),
+      paused: replyCount(reply, 3),
+      delayed: replyCount(reply, 4),
+      prioritized: replyCount(reply, 5),
+      'waiting-children': replyCount(reply, 6),
+      failed: replyCount(reply, 7),
+      completed: replyCount(reply, 8),
     },
-    async release(owner) {
-      if (leased === undefined) return;
-      const { client, key } = leased;
-      leased = undefined;
-      await client.eval(LUA_RELEASE, 1, key, owner);
-    },
-  };
+    oldestReadyAt: replyTime(reply, 9),
+    oldestFailedAt: replyTime(reply, 10),
+  }));
 }

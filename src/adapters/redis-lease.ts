@@ -7,7 +7,7 @@
  * empty), and in the same Redis Cluster hash slot as the queue's keys, since the only `{...}` hash
  * tag in it is the one of the queue's prefix or name.
  */
-import type { LeaseHeld, QueueEntry, StateUnavailable } from '../core/seam.js';
+import type { LeaseHeld, QueueEntry, QueueStateResult, QueueStateSource, StateUnavailable } from '../core/seam.js';
 
 /** The lease key of the queue whose keys start with `queuePrefix` (`<prefix>:<queue>:`). */
 export function leaseKey(queuePrefix: string): string {
@@ -133,4 +133,55 @@ export async function whenReady(client: unknown): Promise<void> {
   const waiting = (typeof c.status === 'string' && c.status !== 'ready') || c.ready === false;
   if (!waiting || typeof c.once !== 'function') return;
   await new Promise<void>((resolve) => c.once!('ready', () => resolve()));
+}
+
+/** EVAL on the library's client: `(client, script, numberOfKeys, ...keysAndArgs)`. */
+export type RedisEval<C> = (client: C, script: string, numberOfKeys: number, ...args: Array<string | number>) => Promise<unknown>;
+
+/**
+ * The state source of one Redis-backed queue: finds where it lives (`locate`), runs the library's
+ * `script` (which takes the lease and reads in one round trip; see LUA_LEASE) and decodes its reply
+ * with `decode`; `release` gives the lease back when the process stops reading the queue.
+ * Resolves `null` when the process no longer has the queue.
+ */
+export function redisStateSource<C>(
+  queue: string,
+  locate: () => Promise<RedisPlace<C> | StateUnavailable | null>,
+  evaluate: RedisEval<C>,
+  script: string,
+  decode: (reply: readonly unknown[]) => QueueStateResult,
+): QueueStateSource {
+  let leased: { client: C; key: string } | undefined;
+  return {
+    async read({ owner, leaseMs, begin }): Promise<QueueStateResult> {
+      const place = await locate();
+      if (place === null || 'kind' in place) return place;
+      await whenReady(place.client);
+      await begin();
+      const prefix = `${place.prefix}:${queue}:`;
+      const key = leaseKey(prefix);
+      const reply = await evaluate(place.client, script, 2, key, prefix, owner, leaseMs);
+      const held = leaseAnswer(reply);
+      if (held !== undefined) return held;
+      if (leaseMs > 0) leased = { client: place.client, key };
+      return decode(reply as unknown[]);
+    },
+    async release(owner) {
+      if (leased === undefined) return;
+      const { client, key } = leased;
+      leased = undefined;
+      await evaluate(client, LUA_RELEASE, 1, key, owner);
+    },
+  };
+}
+
+/** A count in a state script's reply (absent: 0). */
+export function replyCount(reply: readonly unknown[], i: number): number {
+  return Number(reply[i] ?? 0);
+}
+
+/** A time in a state script's reply, ms since the epoch; the scripts say "none" with -1. */
+export function replyTime(reply: readonly unknown[], i: number): number | undefined {
+  const at = Number(reply[i]);
+  return at >= 0 ? at : undefined;
 }

@@ -9,7 +9,8 @@
 // in a process of its own under callgrind (BENCH_CALLGRIND_MODE): one warm-up round, then one
 // round whose instructions are counted from worker.run() until the last job completed, main thread
 // (the worker's event loop, the bottleneck at concurrency 50) and all threads (garbage collection
-// helpers included). Two modes at a time; about 6 minutes on a 2-CPU machine.
+// helpers included). Two modes at a time; about 6 minutes on an idle 2-CPU machine, half an hour
+// on a loaded one.
 //
 // Environment: BENCH_JOBS (jobs in the counted round, default 6000), BENCH_REDIS_URL.
 

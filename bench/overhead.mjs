@@ -22,6 +22,8 @@
 //                      callgrind: one warm-up and one measured round of that mode only, the
 //                      measured round between callgrind_control's zero and dump; periodic export
 //                      every 10 minutes instead of every second, so only per-job work is counted
+//   BENCH_PROFILE_MODE one mode only (a key of MODES), a warm-up and BENCH_ROUNDS rounds, for
+//                      `node --cpu-prof bench/overhead.mjs`
 //   BENCH_PRODUCER_CONTEXT=1  add the jobs of instrumented rounds with the instrumentation on, so
 //                      they carry the producer's trace context (the process span gets a link).
 //                      Default off: jobs are always added uninstrumented; adding is never timed.
@@ -58,9 +60,11 @@ const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 50);
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const PRODUCER_CONTEXT = process.env.BENCH_PRODUCER_CONTEXT === '1';
 const CALLGRIND_MODE = process.env.BENCH_CALLGRIND_MODE;
+const PROFILE_MODE = process.env.BENCH_PROFILE_MODE;
 /** Under callgrind a second lasts about 50 times longer: periodic export would count as per-job work. */
 const EXPORT_INTERVAL_MS = CALLGRIND_MODE ? 600_000 : 1000;
-const ROUND_TIMEOUT_MS = 120_000;
+/** Under callgrind on a loaded 2-CPU machine a round of 6,000 jobs can take over 2 minutes. */
+const ROUND_TIMEOUT_MS = CALLGRIND_MODE ? 1_800_000 : 120_000;
 const PREFIX = 'qotel-bench';
 
 /** The three modes, in the order they are reported. `config` is what setConfig gets on enable. */
@@ -456,6 +460,17 @@ function table(rows) {
 // ---- main ----------------------------------------------------------------------------------------------
 
 async function main() {
+  if (PROFILE_MODE) {
+    // One mode alone, for `node --cpu-prof`: a warm-up, then BENCH_ROUNDS rounds.
+    const mode = MODES.find((m) => m.key === PROFILE_MODE);
+    if (mode === undefined) throw new Error(`BENCH_PROFILE_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);
+    await runRound(mode);
+    for (let i = 0; i < ROUNDS; i++) {
+      const r = await runRound(mode);
+      console.log(`${mode.label}: ${r.jobsPerSec} jobs/s, ${r.cpuUsPerJob.toFixed(2)} µs CPU/job`);
+    }
+    return;
+  }
   if (CALLGRIND_MODE) {
     const mode = MODES.find((m) => m.key === CALLGRIND_MODE);
     if (mode === undefined) throw new Error(`BENCH_CALLGRIND_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);

@@ -51,4 +51,47 @@ export const LIBRARIES = {
     fileParallelism: true,
     postgres: true,
   },
+  'bee-queue': {
+    module: 'bee-queue',
+    instrumentation: 'BeeQueueInstrumentation',
+    repository: 'https://github.com/bee-queue/bee-queue',
+    tag: 'v2.0.0',
+    version: '2.0.0',
+    // CommonJS: index.js is lib/queue.js; the tests require ../lib/queue and ../lib/job.
+    sourceEntry: 'index.js',
+    sourceFile: (name) => {
+      const m = /^bee-queue\/(.+)$/.exec(name);
+      return m ? m[1] : undefined;
+    },
+    wrappedMethod: (main) => main.prototype?._runJob,
+    install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
+    prepare: [],
+    prepared: undefined,
+    runner: 'ava',
+    testFiles: /-test\.js$/,
+    // Its tests use redis://localhost:6379 unless BEE_QUEUE_TEST_REDIS is set (one asserts 6379).
+    redis: 'namespace',
+  },
+  bull: {
+    module: 'bull',
+    instrumentation: 'BullInstrumentation',
+    repository: 'https://github.com/OptimalBits/bull',
+    // The newest release in the stored snapshot (4.16.x is not tagged there).
+    tag: 'v4.15.0',
+    version: '4.15.0',
+    sourceEntry: 'index.js',
+    sourceFile: (name) => {
+      const m = /^bull\/(.+)$/.exec(name);
+      return m ? m[1] : undefined;
+    },
+    wrappedMethod: (main) => main.prototype?.processJob,
+    install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
+    // Bull's `pretest`: the Lua scripts become lib/scripts/*.js.
+    prepare: [['node', 'generateRawScripts.js'], ['node', './commandTransform.js', './rawScripts', './lib/scripts']],
+    prepared: 'lib/scripts/index.js',
+    runner: 'mocha',
+    testFiles: /^test_.*\.js$/,
+    // Its tests connect to 127.0.0.1:6379 and FLUSHDB it: only ever a private server.
+    redis: 'namespace',
+  },
 };

@@ -19,7 +19,7 @@
 // PostgreSQL at POSTGRES_HOST/POSTGRES_PORT (default 127.0.0.1:5432; it creates database pgboss
 // and one schema per test). Exit status: 1 when a test fails only instrumented (in every repeat).
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +28,7 @@ import { LIBRARIES } from './libraries.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SETUP = join(ROOT, 'test/library-suites/setup-instrumented.mjs');
+const SETUP_CJS = join(ROOT, 'test/library-suites/setup-instrumented.cjs');
 
 function usage(message) {
   if (message) console.error(`library-suites: ${message}`);
@@ -88,8 +89,8 @@ if (!existsSync(join(source, 'package.json')) || !existsSync(join(source, librar
   console.error(howToGetSource());
   process.exit(2);
 }
-if (!existsSync(join(source, 'node_modules/vitest'))) {
-  console.error(`library-suites: ${source} has no node_modules/vitest: install its devDependencies (cd ${source} && ${library.install.join(' ')}).`);
+if (!existsSync(join(source, 'node_modules', library.runner ?? 'vitest'))) {
+  console.error(`library-suites: ${source} has no node_modules/${library.runner ?? 'vitest'}: install its devDependencies (cd ${source} && ${library.install.join(' ')}).`);
   process.exit(2);
 }
 const version = JSON.parse(readFileSync(join(source, 'package.json'), 'utf8')).version;
@@ -153,18 +154,44 @@ async function runSuite(mode, round) {
   const out = join(tmpdir(), `queue-otel-suite-${name}-${mode}-${round}-${process.pid}.json`);
   const report = join(tmpdir(), `queue-otel-suite-${name}-${mode}-${round}-${process.pid}.report`);
   rmSync(report, { force: true });
-  const config = writeConfig(mode);
-  const redis = library.redis ? await startRedis() : undefined;
+  const ava = library.runner === 'ava';
+  const mocha = library.runner === 'mocha';
+  const config = ava || mocha ? undefined : writeConfig(mode);
+  const namespace = library.redis === 'namespace';
+  const redis = library.redis && !namespace ? await startRedis() : undefined;
   const env = { QO_SUITE_LIB: name, QO_SUITE_SOURCE: source, QO_SUITE_REPORT: report, FORCE_COLOR: '0' };
   if (redis) Object.assign(env, { REDIS_HOST: '127.0.0.1', REDIS_PORT: String(redis.port) });
-  const cmd = [
-    process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', config,
-    '--reporter=dot', '--reporter=json', `--outputFile.json=${out}`,
-    ...(library.fileParallelism ? [] : ['--no-file-parallelism']),
-    ...filters,
-  ];
+  let cmd = mocha
+    ? [
+        // Mocha's JSON reporter on stdout (the log); the CommonJS setup --require'd first.
+        process.execPath, 'node_modules/mocha/bin/mocha', '--reporter', 'json', '--exit', '--timeout', '5000',
+        ...(mode === 'instrumented' ? ['--require', SETUP_CJS] : []),
+        ...(filters.length > 0 ? filters : ['test/test_*']),
+      ]
+    : ava
+    ? [
+        // ava's TAP output is parsed; each test file runs in its own child process, which
+        // --require's the CommonJS setup before the test file loads the library's source.
+        process.execPath, 'node_modules/ava/entrypoints/cli.mjs', '--tap', '--no-worker-threads', '--timeout=60s',
+        ...(mode === 'instrumented' ? [`--node-arguments=--require=${SETUP_CJS}`] : []),
+        ...filters,
+      ]
+    : [
+        process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', config,
+        '--reporter=dot', '--reporter=json', `--outputFile.json=${out}`,
+        ...(library.fileParallelism ? [] : ['--no-file-parallelism']),
+        ...filters,
+      ];
   const started = Date.now();
   console.log(`library-suites: ${name} ${version} ${mode}${repeat > 1 ? ` (round ${round})` : ''}: ${cmd.slice(1).join(' ')}`);
+  if (namespace) {
+    // A network namespace of its own (unshare -n, root or user namespaces): its loopback has a
+    // redis-server on 6379 that only these tests see, so tests that hard-code 6379 and flush it
+    // touch nothing else on the machine.
+    const pidfile = join(tmpdir(), `queue-otel-suite-${name}-${process.pid}.redis.pid`);
+    const script = `ip link set lo up && redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --pidfile ${pidfile} --dir ${tmpdir()} >/dev/null && sleep 0.5 && { "$@"; rc=$?; kill $(cat ${pidfile}); exit $rc; }`;
+    cmd = ['unshare', '-n', 'sh', '-c', script, 'sh', ...cmd];
+  }
   const log = join(tmpdir(), `queue-otel-suite-${name}-${version}-${mode}-${round}.log`);
   const fd = openSync(log, 'w');
   await new Promise((ok) => {
@@ -172,12 +199,40 @@ async function runSuite(mode, round) {
     child.on('exit', ok);
   });
   closeSync(fd);
-  console.log(`library-suites: vitest's output: ${log}`);
+  console.log(`library-suites: the test runner's output: ${log}`);
   redis?.stop();
-  rmSync(config, { force: true });
+  if (config) rmSync(config, { force: true });
+  const results = new Map();
+  let files;
+  if (mocha) {
+    // The JSON document is the last thing on stdout: find where it starts.
+    const text = readFileSync(log, 'utf8');
+    const start = text.lastIndexOf('{\n  "stats"');
+    if (start < 0) throw new Error(`mocha wrote no JSON results (${log})`);
+    const json = JSON.parse(text.slice(start));
+    for (const t of json.tests) {
+      const status = json.pending.some((p) => p.fullTitle === t.fullTitle && p.file === t.file) ? 'skipped'
+        : t.err && Object.keys(t.err).length > 0 ? 'failed' : 'passed';
+      results.set(`${(t.file ?? '').replace(`${source}/`, '')} > ${t.fullTitle}`, status);
+    }
+    for (const f of json.failures) {
+      const key = `${(f.file ?? '').replace(`${source}/`, '')} > ${f.fullTitle}`;
+      if (!results.has(key)) results.set(key, 'failed');
+    }
+    files = filters.length > 0 ? filters.length : readdirSync(join(source, 'test')).filter((f) => library.testFiles.test(f)).length;
+  } else if (ava) {
+    // TAP: "ok N - file › title", "not ok N - ...", "# SKIP" / "# TODO" directives.
+    for (const line of readFileSync(log, 'utf8').split('\n')) {
+      const m = /^(not ok|ok) \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$/.exec(line);
+      if (!m) continue;
+      const title = m[2];
+      results.set(title, m[3] ? 'skipped' : m[1] === 'ok' ? 'passed' : 'failed');
+    }
+    files = filters.length > 0 ? filters.length : readdirSync(join(source, 'test')).filter((f) => library.testFiles.test(f)).length;
+  } else {
   if (!existsSync(out)) throw new Error(`vitest wrote no results (${out})`);
   const json = JSON.parse(readFileSync(out, 'utf8'));
-  const results = new Map();
+  files = json.testResults.length;
   for (const file of json.testResults) {
     const rel = file.name.startsWith(source) ? file.name.slice(source.length + 1) : file.name;
     if (file.assertionResults.length === 0 && file.status === 'failed') results.set(`${rel} (file)`, 'failed');
@@ -185,6 +240,7 @@ async function runSuite(mode, round) {
       const status = t.status === 'passed' ? 'passed' : t.status === 'failed' ? 'failed' : 'skipped';
       results.set(`${rel} > ${t.fullName}`, status);
     }
+  }
   }
   let instrumentation;
   if (mode === 'instrumented') {
@@ -195,7 +251,7 @@ async function runSuite(mode, round) {
   rmSync(report, { force: true });
   const counts = { passed: 0, failed: 0, skipped: 0 };
   for (const s of results.values()) counts[s] += 1;
-  return { mode, round, files: json.testResults.length, counts, results, instrumentation, seconds: Math.round((Date.now() - started) / 1000) };
+  return { mode, round, files, counts, results, instrumentation, seconds: Math.round((Date.now() - started) / 1000) };
 }
 
 const runs = [];

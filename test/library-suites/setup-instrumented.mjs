@@ -14,7 +14,7 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import { context, metrics, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -42,7 +42,8 @@ const meterProvider = new MeterProvider({ readers: [reader] });
 trace.setGlobalTracerProvider(tracerProvider);
 metrics.setGlobalMeterProvider(meterProvider);
 
-const instrumentation = new Instrumentation();
+// QO_SUITE_CONFIG: options as JSON, to narrow a failure down (default: none, the defaults).
+const instrumentation = new Instrumentation(process.env.QO_SUITE_CONFIG ? JSON.parse(process.env.QO_SUITE_CONFIG) : undefined);
 instrumentation.setTracerProvider(tracerProvider);
 instrumentation.setMeterProvider(meterProvider);
 
@@ -52,18 +53,28 @@ const definitions = instrumentation.getModuleDefinitions().filter((d) => d.name 
 const definition = definitions.find((d) => !d.supportedVersions.includes('*'));
 if (definition === undefined) throw new Error(`queue-otel suite setup: ${library.instrumentation} has no definition for ${library.module}`);
 
-const main = await import(pathToFileURL(join(source, library.sourceEntry)).href);
-definition.patch(main, version);
-for (const file of definition.files ?? []) {
-  const sourceFile = library.sourceFile(file.name);
-  if (sourceFile === undefined) throw new Error(`queue-otel suite setup: no source file known for ${file.name}`);
-  file.patch(await import(pathToFileURL(join(source, sourceFile)).href), version);
-}
-// Prove the patch took: the library names a method the adapter wraps.
-const probe = library.wrappedMethod(main);
-if (typeof probe !== 'function' || probe.__wrapped !== true) {
-  throw new Error(`queue-otel suite setup: ${lib} ${version} source was not patched (${library.instrumentation})`);
-}
+// Patched in a beforeAll hook, which runs after the test file has been collected (its imports
+// evaluated, its vi.mock()s applied) and before its own hooks and tests: the source classes are the
+// ones the test file imported, loaded as the test file arranged. (Importing the source here, before
+// the test file, would load it ahead of a vi.mock() of a module it uses.) Methods are wrapped on the
+// prototypes, so objects the file built while being collected are instrumented too.
+beforeAll(async () => {
+  const main = await import(pathToFileURL(join(source, library.sourceEntry)).href);
+  // QO_SUITE_IMPORT_ONLY=1: a control run that imports the source as the instrumented run does and
+  // patches nothing, to tell a failure of queue-otel from one of the way the source is loaded.
+  if (process.env.QO_SUITE_IMPORT_ONLY === '1') return;
+  definition.patch(main, version);
+  for (const file of definition.files ?? []) {
+    const sourceFile = library.sourceFile(file.name);
+    if (sourceFile === undefined) throw new Error(`queue-otel suite setup: no source file known for ${file.name}`);
+    file.patch(await import(pathToFileURL(join(source, sourceFile)).href), version);
+  }
+  // Prove the patch took: the library names a method the adapter wraps.
+  const probe = library.wrappedMethod(main);
+  if (typeof probe !== 'function' || probe.__wrapped !== true) {
+    throw new Error(`queue-otel suite setup: ${lib} ${version} source was not patched (${library.instrumentation})`);
+  }
+}, 60_000);
 
 afterAll(async () => {
   try {

@@ -85,7 +85,9 @@ export const LIBRARIES = {
       return m ? m[1] : undefined;
     },
     wrappedMethod: (main) => main.prototype?.processJob,
-    install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
+    // npm follows Bull 4.15's yarn.lock to msgpackr 1.10, whose pack() throws on Node 24
+    // (ERR_BUFFER_OUT_OF_BOUNDS); 4.16 requires ^1.11.2.
+    install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error', '--no-save', 'msgpackr@^1.11.2'],
     // Bull's `pretest`: the Lua scripts become lib/scripts/*.js.
     prepare: [['node', 'generateRawScripts.js'], ['node', './commandTransform.js', './rawScripts', './lib/scripts']],
     prepared: 'lib/scripts/index.js',

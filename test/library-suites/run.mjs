@@ -192,7 +192,7 @@ async function runSuite(mode, round) {
     const script = `ip link set lo up && redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --pidfile ${pidfile} --dir ${tmpdir()} >/dev/null && sleep 0.5 && { "$@"; rc=$?; kill $(cat ${pidfile}); exit $rc; }`;
     cmd = ['unshare', '-n', 'sh', '-c', script, 'sh', ...cmd];
   }
-  const log = join(tmpdir(), `queue-otel-suite-${name}-${version}-${mode}-${round}.log`);
+  const log = join(tmpdir(), `queue-otel-suite-${name}-${version}-${mode}-${round}-${process.pid}.log`);
   const fd = openSync(log, 'w');
   await new Promise((ok) => {
     const child = spawn(cmd[0], cmd.slice(1), { cwd: source, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });

@@ -238,7 +238,10 @@ async function runSuite(mode, round) {
     if (file.assertionResults.length === 0 && file.status === 'failed') results.set(`${rel} (file)`, 'failed');
     for (const t of file.assertionResults) {
       const status = t.status === 'passed' ? 'passed' : t.status === 'failed' ? 'failed' : 'skipped';
-      results.set(`${rel} > ${t.fullName}`, status);
+      // Two tests of a file may share a name: number the later ones, in file order.
+      let key = `${rel} > ${t.fullName}`;
+      for (let n = 2; results.has(key); n += 1) key = `${rel} > ${t.fullName} (#${n})`;
+      results.set(key, status);
     }
   }
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The version matrix: runs the version-dependent test files of each queue library against each
 // version listed in test/matrix/versions.json, and writes what passed to a JSON result file
-// (test/matrix/table.mjs turns it into the compatibility table of docs/compatibility.md).
+// (test/matrix/table.mjs turns it into the compatibility tables of docs/compatibility.md and README.md).
 //
 //   npm run test:matrix                      (builds, then runs every library and version)
 //   node test/matrix/run.mjs [--only bullmq | --only bullmq@5.0.0]... [--out file.json] [--list]

@@ -3,21 +3,21 @@ import { describe, it } from 'vitest';
 import { FlowParents } from '../src/adapters/flow-parents.js';
 
 describe('FlowParents', () => {
-  it('knows a parent when every child was seen, counting a child once, and forgets it when it starts', ({ expect }) => {
+  it('knows a parent when every child was seen finishing, the latest finish, and forgets it when it starts', ({ expect }) => {
     const parents = new FlowParents();
-    parents.childFinished('bull:p:1', 'a', 1_000);
-    parents.childFinished('bull:p:1', 'a', 1_500); // the same child again (a retry that completed later)
+    parents.childFinished('bull:p:1', 1_000);
     expect(parents.readyAt('bull:p:1', 2), 'one of two children seen').toBeUndefined();
-    parents.childFinished('bull:p:2', 'a', 2_000);
-    parents.childFinished('bull:p:2', 'b', 1_800);
+    parents.childFinished('bull:p:2', 2_000);
+    parents.childFinished('bull:p:2', 1_800);
     expect(parents.readyAt('bull:p:2', 2), 'the latest finish').toBe(2_000);
     expect(parents.readyAt('bull:p:2', 2), 'forgotten once started').toBeUndefined();
+    expect(parents.readyAt('bull:p:3', 0), 'a count that is not one').toBeUndefined();
     expect(parents.size).toBe(0);
   });
 
   it('remembers at most its bound of parents, forgetting the oldest', ({ expect }) => {
     const parents = new FlowParents(3);
-    for (let i = 0; i < 10; i++) parents.childFinished(`bull:p:${i}`, 'a', i);
+    for (let i = 0; i < 10; i++) parents.childFinished(`bull:p:${i}`, i);
     expect(parents.size).toBe(3);
     expect(parents.readyAt('bull:p:0', 1)).toBeUndefined();
     expect(parents.readyAt('bull:p:9', 1)).toBe(9);

@@ -355,9 +355,7 @@ function childFinished(job: object, end: AttemptEnd): void {
   const released =
     end.outcome === 'completed' ||
     (end.outcome === 'failed' && (readProperty(opts, 'ignoreDependencyOnFailure') === true || readProperty(opts, 'removeDependencyOnFailure') === true));
-  const id = readProperty(job, 'id');
-  if (!released || typeof id !== 'string') return;
-  flowParents.childFinished(parentKey, id, readNumber(job, 'finishedOn') ?? Date.now());
+  if (released) flowParents.childFinished(parentKey, readNumber(job, 'finishedOn') ?? Date.now());
 }
 
 // ---- queue state ------------------------------------------------------------------------------

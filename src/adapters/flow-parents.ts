@@ -1,18 +1,21 @@
 /**
  * When a flow parent became ready to run: when its last child finished. BullMQ stores no such
  * time (the parent only moves from waiting-children to wait), and reading the children's finish
- * times would cost Redis round trips per job, so this process remembers the finish time of each
- * child it ran itself. A parent's time is known only when this process ran **every** one of its
+ * times would cost Redis round trips per job, so this process remembers when each child it ran
+ * itself finished. A parent's time is known only when this process ran **every** one of its
  * children (their number travels in the parent's metadata); otherwise it is unknown and no wait
  * is reported: a child that finished elsewhere, later, would make it too long.
  */
 
-/** Parents remembered at most: the oldest are forgotten first (a parent that never runs here). */
-export const MAX_FLOW_PARENTS = 10_000;
+/**
+ * Parents remembered at most, the oldest forgotten first: a worker that runs children whose
+ * parents run elsewhere fills this up, so it is kept small (an entry is a key and two numbers).
+ */
+export const MAX_FLOW_PARENTS = 2_000;
 
 interface Children {
-  /** Ids of the children seen finishing (a child's retry finishes once more: counted once). */
-  readonly seen: Set<string>;
+  /** Children seen finishing (a child completes, or fails for good, once). */
+  finished: number;
   /** The latest finish time of those, ms since the epoch. */
   last: number;
 }
@@ -23,15 +26,15 @@ export class FlowParents {
   constructor(private readonly max = MAX_FLOW_PARENTS) {}
 
   /** A child of the parent `parentKey` (BullMQ's `job.parentKey`) finished at `at`. */
-  childFinished(parentKey: string, childId: string, at: number): void {
-    let children = this.parents.get(parentKey);
-    if (children === undefined) {
-      if (this.parents.size >= this.max) this.parents.delete(this.parents.keys().next().value!);
-      children = { seen: new Set(), last: at };
-      this.parents.set(parentKey, children);
+  childFinished(parentKey: string, at: number): void {
+    const children = this.parents.get(parentKey);
+    if (children !== undefined) {
+      children.finished++;
+      children.last = Math.max(children.last, at);
+      return;
     }
-    children.seen.add(childId);
-    children.last = Math.max(children.last, at);
+    if (this.parents.size >= this.max) this.parents.delete(this.parents.keys().next().value!);
+    this.parents.set(parentKey, { finished: 1, last: at });
   }
 
   /**
@@ -41,7 +44,7 @@ export class FlowParents {
   readyAt(parentKey: string, count: number): number | undefined {
     const children = this.parents.get(parentKey);
     this.parents.delete(parentKey);
-    return children !== undefined && count > 0 && children.seen.size >= count ? children.last : undefined;
+    return children !== undefined && count > 0 && children.finished >= count ? children.last : undefined;
   }
 
   get size(): number {

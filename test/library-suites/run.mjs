@@ -70,7 +70,7 @@ function howToGetSource() {
     `  (needs github.com and the npm registry; CI cannot reach GitHub), or by hand:`,
     `    mkdir -p ${source} && cd ${source} && git init -q && git fetch --depth 1 ${library.repository} ${library.tag} && git checkout FETCH_HEAD`,
     `    cd ${source} && ${library.install.join(' ')}`,
-    ...library.prepare.map((c) => `    ${c.join(' ')}`),
+    ...library.prepare.flatMap((p) => p.steps.map((c) => `    ${c.join(' ')}${p.optional ? '   (optional)' : ''}`)),
     `  then pass --source DIR if it is elsewhere.`,
   ].join('\n');
 }
@@ -94,11 +94,22 @@ if (!existsSync(join(source, 'node_modules', library.runner ?? 'vitest'))) {
   process.exit(2);
 }
 const version = JSON.parse(readFileSync(join(source, 'package.json'), 'utf8')).version;
-if (library.prepared !== undefined && !existsSync(join(source, library.prepared))) {
-  for (const step of library.prepare) if (!run(step, source)) process.exit(1);
-} else if (fetch) {
-  // Optional generation (pg-boss's Prisma client): its tests fail plain and instrumented alike without it.
-  for (const step of library.prepare) if (!run(step, source)) console.log('library-suites: that step failed; the tests that need it fail in both runs.');
+// The library's code generation and build (libraries.mjs `prepare`), each when what it makes is
+// missing; once one has run, the later ones run too (a build follows a new generation).
+let prepared = false;
+for (const p of library.prepare) {
+  if (p.optional) {
+    // Optional generation (pg-boss's Prisma client): its tests fail plain and instrumented alike without it.
+    if (fetch) for (const step of p.steps) if (!run(step, source)) console.log('library-suites: that step failed; the tests that need it fail in both runs.');
+    continue;
+  }
+  if (!prepared && existsSync(join(source, p.creates))) continue;
+  for (const step of p.steps) if (!run(step, source)) process.exit(1);
+  if (!existsSync(join(source, p.creates))) {
+    console.error(`library-suites: ${p.steps.map((c) => c.join(' ')).join(' && ')} did not make ${p.creates}`);
+    process.exit(1);
+  }
+  prepared = true;
 }
 if (!existsSync(join(ROOT, 'dist/esm/index.js'))) {
   console.error('library-suites: queue-otel is not built: npm run build');
@@ -265,7 +276,7 @@ for (let round = 1; round <= repeat; round += 1) {
     const extra = r.instrumentation ? `; instrumentation: ${r.instrumentation.spans} spans, ${r.instrumentation.metricPoints} metric points exported over ${r.instrumentation.files} files` : '';
     console.log(`library-suites: ${name} ${version} ${mode}${repeat > 1 ? ` round ${round}` : ''}: ${r.files} files, ${r.counts.passed} passed, ${r.counts.failed} failed, ${r.counts.skipped} skipped (${r.seconds} s)${extra}`);
     for (const [test, s] of r.results) if (s === 'failed') console.log(`  failed: ${test}`);
-    if (r.instrumentation && r.instrumentation.spans === 0) console.log('library-suites: WARNING no span was exported: the instrumentation did not run');
+    if (r.instrumentation && r.instrumentation.spans === 0) console.log('library-suites: WARNING no span was exported: no job ran through the instrumentation (the patch itself was checked; files that run no job, such as BullMQ\'s child-pool tests, export none)');
   }
 }
 

@@ -5,7 +5,7 @@
 // differs. A test that fails only instrumented is a queue-otel bug until shown otherwise.
 //
 //   node test/library-suites/run.mjs <library> [--source DIR] [--plain | --instrumented]
-//        [--repeat N] [--fetch] [-- <vitest file filters>...]
+//        [--repeat N] [--fetch] [--config FILE] [-- <vitest file filters>...]
 //
 // <library>: bullmq | pg-boss (test/library-suites/libraries.mjs).
 // It needs a source snapshot of the library (its GitHub repository at a release tag, with its
@@ -32,7 +32,7 @@ const SETUP_CJS = join(ROOT, 'test/library-suites/setup-instrumented.cjs');
 
 function usage(message) {
   if (message) console.error(`library-suites: ${message}`);
-  console.error(`usage: node test/library-suites/run.mjs <${Object.keys(LIBRARIES).join('|')}> [--source DIR] [--plain|--instrumented] [--repeat N] [--fetch] [-- files...]`);
+  console.error(`usage: node test/library-suites/run.mjs <${Object.keys(LIBRARIES).join('|')}> [--source DIR] [--plain|--instrumented] [--repeat N] [--fetch] [--config FILE] [-- files...]`);
   process.exit(2);
 }
 
@@ -44,6 +44,9 @@ let source = process.env.QO_SUITE_SOURCE || join(homedir(), '.cache/queue-otel-s
 let modes = ['plain', 'instrumented'];
 let repeat = 1;
 let fetch = false;
+// The library's vitest config the run starts from (libraries.mjs `config` unless --config FILE,
+// a path relative to the snapshot, e.g. BullMQ's vitest.ioredis.config.ts).
+let config;
 const filters = [];
 while (args.length > 0) {
   const a = args.shift();
@@ -52,6 +55,7 @@ while (args.length > 0) {
   else if (a === '--instrumented') modes = ['instrumented'];
   else if (a === '--repeat') repeat = Math.max(1, Number(args.shift()) || 1);
   else if (a === '--fetch') fetch = true;
+  else if (a === '--config') config = args.shift() ?? usage('--config needs a file');
   else if (a === '--') filters.push(...args.splice(0));
   else usage(`unknown argument ${a}`);
 }
@@ -153,7 +157,7 @@ function writeConfig(mode) {
   writeFileSync(
     file,
     `// Written by queue-otel's test/library-suites/run.mjs.\n` +
-      `import base from './${library.config}';\n` +
+      `import base from './${config ?? library.config}';\n` +
       `const setupFiles = [].concat(base.test?.setupFiles ?? []);\n` +
       (setup ? `setupFiles.push(${setup});\n` : '') +
       `export default { ...base, test: { ...base.test, setupFiles } };\n`,
@@ -167,7 +171,7 @@ async function runSuite(mode, round) {
   rmSync(report, { force: true });
   const ava = library.runner === 'ava';
   const mocha = library.runner === 'mocha';
-  const config = ava || mocha ? undefined : writeConfig(mode);
+  const vitestConfig = ava || mocha ? undefined : writeConfig(mode);
   const namespace = library.redis === 'namespace';
   const redis = library.redis && !namespace ? await startRedis() : undefined;
   const env = { QO_SUITE_LIB: name, QO_SUITE_SOURCE: source, QO_SUITE_REPORT: report, FORCE_COLOR: '0' };
@@ -188,7 +192,7 @@ async function runSuite(mode, round) {
         ...filters,
       ]
     : [
-        process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', config,
+        process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', vitestConfig,
         '--reporter=dot', '--reporter=json', `--outputFile.json=${out}`,
         ...(library.fileParallelism ? [] : ['--no-file-parallelism']),
         ...filters,
@@ -212,7 +216,7 @@ async function runSuite(mode, round) {
   closeSync(fd);
   console.log(`library-suites: the test runner's output: ${log}`);
   redis?.stop();
-  if (config) rmSync(config, { force: true });
+  if (vitestConfig) rmSync(vitestConfig, { force: true });
   const results = new Map();
   let files;
   if (mocha) {

@@ -2,6 +2,11 @@
 // queue-otel's instrumentation patched into their source classes. Each entry says where the
 // source comes from (a release tag of its GitHub repository), how to prepare it, how to run its
 // suite, and how queue-otel's module definition maps onto its source files.
+//
+// prepare: what the library's own scripts make before its tests run (code generation, a build),
+// in order. Each entry runs its steps when the file it `creates` is missing (or an earlier entry
+// ran). An `optional` entry (no `creates`) runs only with --fetch, and its failure is reported,
+// not fatal.
 
 export const LIBRARIES = {
   bullmq: {
@@ -17,12 +22,23 @@ export const LIBRARIES = {
     sourceFile: () => undefined,
     wrappedMethod: (main) => main.Worker?.prototype?.processJob,
     install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
-    // BullMQ's `pretest`: the Lua scripts become src/scripts/*.ts (the circular-reference check is skipped).
     prepare: [
-      ['npx', 'ts-node', '--project', 'tsconfig-cjs.json', 'scripts/generateRawScripts.ts'],
-      ['node', './scripts/commandTransform.js', './rawScripts', './src/scripts'],
+      {
+        // BullMQ's `pretest`: the Lua scripts become src/scripts/*.ts (the circular-reference check is skipped).
+        creates: 'src/scripts/index.ts',
+        steps: [
+          ['npx', 'ts-node', '--project', 'tsconfig-cjs.json', 'scripts/generateRawScripts.ts'],
+          ['node', './scripts/commandTransform.js', './rawScripts', './src/scripts'],
+        ],
+      },
+      {
+        // The CommonJS half of its `build` (tsc -p tsconfig-cjs.json): tests/child-pool.test.ts forks
+        // dist/cjs/classes/main.js and starts dist/cjs/classes/main-worker.js in a thread. The ESM
+        // build and the copies of the .lua and .sql files are not needed by the suite.
+        creates: 'dist/cjs/classes/main.js',
+        steps: [['npx', 'tsc', '-p', 'tsconfig-cjs.json']],
+      },
     ],
-    prepared: 'src/scripts/index.ts',
     // Its default config: the 41 files that run on Redis (cluster, connection, sandboxed_process,
     // the node-redis, bun and adapter smoke tests and PostgreSQL run under other configs).
     config: 'vitest.config.ts',
@@ -43,9 +59,9 @@ export const LIBRARIES = {
     },
     wrappedMethod: (main) => main.PgBoss?.prototype?.work,
     install: ['npm', 'ci', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
-    // pg-boss's `pretest` generates the Prisma client some adapter tests import.
-    prepare: [['npx', 'prisma', 'generate', '--schema=test/prisma/schema.prisma']],
-    prepared: undefined,
+    // pg-boss's `pretest` generates the Prisma client some adapter tests import. Optional: tried
+    // with --fetch only (it downloads Prisma's engines); without it those tests fail in both runs.
+    prepare: [{ creates: undefined, optional: true, steps: [['npx', 'prisma', 'generate', '--schema=test/prisma/schema.prisma']] }],
     config: 'vitest.config.ts',
     // Each test has its own schema: pg-boss runs its files in parallel (vitest's default).
     fileParallelism: true,
@@ -66,7 +82,6 @@ export const LIBRARIES = {
     wrappedMethod: (main) => main.prototype?._runJob,
     install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
     prepare: [],
-    prepared: undefined,
     runner: 'ava',
     testFiles: /-test\.js$/,
     // Its tests use redis://localhost:6379 unless BEE_QUEUE_TEST_REDIS is set (one asserts 6379).
@@ -89,8 +104,7 @@ export const LIBRARIES = {
     // (ERR_BUFFER_OUT_OF_BOUNDS); 4.16 requires ^1.11.2.
     install: ['npm', 'install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error', '--no-save', 'msgpackr@^1.11.2'],
     // Bull's `pretest`: the Lua scripts become lib/scripts/*.js.
-    prepare: [['node', 'generateRawScripts.js'], ['node', './commandTransform.js', './rawScripts', './lib/scripts']],
-    prepared: 'lib/scripts/index.js',
+    prepare: [{ creates: 'lib/scripts/index.js', steps: [['node', 'generateRawScripts.js'], ['node', './commandTransform.js', './rawScripts', './lib/scripts']] }],
     runner: 'mocha',
     testFiles: /^test_.*\.js$/,
     // Its tests connect to 127.0.0.1:6379 and FLUSHDB it: only ever a private server.

@@ -5,7 +5,7 @@
 // differs. A test that fails only instrumented is a queue-otel bug until shown otherwise.
 //
 //   node test/library-suites/run.mjs <library> [--source DIR] [--plain | --instrumented]
-//        [--repeat N] [--fetch] [-- <vitest file filters>...]
+//        [--repeat N] [--fetch] [--config FILE] [-- <vitest file filters>...]
 //
 // <library>: bullmq | pg-boss (test/library-suites/libraries.mjs).
 // It needs a source snapshot of the library (its GitHub repository at a release tag, with its
@@ -32,7 +32,7 @@ const SETUP_CJS = join(ROOT, 'test/library-suites/setup-instrumented.cjs');
 
 function usage(message) {
   if (message) console.error(`library-suites: ${message}`);
-  console.error(`usage: node test/library-suites/run.mjs <${Object.keys(LIBRARIES).join('|')}> [--source DIR] [--plain|--instrumented] [--repeat N] [--fetch] [-- files...]`);
+  console.error(`usage: node test/library-suites/run.mjs <${Object.keys(LIBRARIES).join('|')}> [--source DIR] [--plain|--instrumented] [--repeat N] [--fetch] [--config FILE] [-- files...]`);
   process.exit(2);
 }
 
@@ -44,6 +44,9 @@ let source = process.env.QO_SUITE_SOURCE || join(homedir(), '.cache/queue-otel-s
 let modes = ['plain', 'instrumented'];
 let repeat = 1;
 let fetch = false;
+// The library's vitest config the run starts from (libraries.mjs `config` unless --config FILE,
+// a path relative to the snapshot, e.g. BullMQ's vitest.ioredis.config.ts).
+let config;
 const filters = [];
 while (args.length > 0) {
   const a = args.shift();
@@ -52,6 +55,7 @@ while (args.length > 0) {
   else if (a === '--instrumented') modes = ['instrumented'];
   else if (a === '--repeat') repeat = Math.max(1, Number(args.shift()) || 1);
   else if (a === '--fetch') fetch = true;
+  else if (a === '--config') config = args.shift() ?? usage('--config needs a file');
   else if (a === '--') filters.push(...args.splice(0));
   else usage(`unknown argument ${a}`);
 }
@@ -70,7 +74,7 @@ function howToGetSource() {
     `  (needs github.com and the npm registry; CI cannot reach GitHub), or by hand:`,
     `    mkdir -p ${source} && cd ${source} && git init -q && git fetch --depth 1 ${library.repository} ${library.tag} && git checkout FETCH_HEAD`,
     `    cd ${source} && ${library.install.join(' ')}`,
-    ...library.prepare.map((c) => `    ${c.join(' ')}`),
+    ...library.prepare.flatMap((p) => p.steps.map((c) => `    ${c.join(' ')}${p.optional ? '   (optional)' : ''}`)),
     `  then pass --source DIR if it is elsewhere.`,
   ].join('\n');
 }
@@ -94,11 +98,22 @@ if (!existsSync(join(source, 'node_modules', library.runner ?? 'vitest'))) {
   process.exit(2);
 }
 const version = JSON.parse(readFileSync(join(source, 'package.json'), 'utf8')).version;
-if (library.prepared !== undefined && !existsSync(join(source, library.prepared))) {
-  for (const step of library.prepare) if (!run(step, source)) process.exit(1);
-} else if (fetch) {
-  // Optional generation (pg-boss's Prisma client): its tests fail plain and instrumented alike without it.
-  for (const step of library.prepare) if (!run(step, source)) console.log('library-suites: that step failed; the tests that need it fail in both runs.');
+// The library's code generation and build (libraries.mjs `prepare`), each when what it makes is
+// missing; once one has run, the later ones run too (a build follows a new generation).
+let prepared = false;
+for (const p of library.prepare) {
+  if (p.optional) {
+    // Optional generation (pg-boss's Prisma client): its tests fail plain and instrumented alike without it.
+    if (fetch) for (const step of p.steps) if (!run(step, source)) console.log('library-suites: that step failed; the tests that need it fail in both runs.');
+    continue;
+  }
+  if (!prepared && existsSync(join(source, p.creates))) continue;
+  for (const step of p.steps) if (!run(step, source)) process.exit(1);
+  if (!existsSync(join(source, p.creates))) {
+    console.error(`library-suites: ${p.steps.map((c) => c.join(' ')).join(' && ')} did not make ${p.creates}`);
+    process.exit(1);
+  }
+  prepared = true;
 }
 if (!existsSync(join(ROOT, 'dist/esm/index.js'))) {
   console.error('library-suites: queue-otel is not built: npm run build');
@@ -142,7 +157,7 @@ function writeConfig(mode) {
   writeFileSync(
     file,
     `// Written by queue-otel's test/library-suites/run.mjs.\n` +
-      `import base from './${library.config}';\n` +
+      `import base from './${config ?? library.config}';\n` +
       `const setupFiles = [].concat(base.test?.setupFiles ?? []);\n` +
       (setup ? `setupFiles.push(${setup});\n` : '') +
       `export default { ...base, test: { ...base.test, setupFiles } };\n`,
@@ -156,7 +171,7 @@ async function runSuite(mode, round) {
   rmSync(report, { force: true });
   const ava = library.runner === 'ava';
   const mocha = library.runner === 'mocha';
-  const config = ava || mocha ? undefined : writeConfig(mode);
+  const vitestConfig = ava || mocha ? undefined : writeConfig(mode);
   const namespace = library.redis === 'namespace';
   const redis = library.redis && !namespace ? await startRedis() : undefined;
   const env = { QO_SUITE_LIB: name, QO_SUITE_SOURCE: source, QO_SUITE_REPORT: report, FORCE_COLOR: '0' };
@@ -177,7 +192,7 @@ async function runSuite(mode, round) {
         ...filters,
       ]
     : [
-        process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', config,
+        process.execPath, 'node_modules/vitest/vitest.mjs', 'run', '--config', vitestConfig,
         '--reporter=dot', '--reporter=json', `--outputFile.json=${out}`,
         ...(library.fileParallelism ? [] : ['--no-file-parallelism']),
         ...filters,
@@ -201,7 +216,7 @@ async function runSuite(mode, round) {
   closeSync(fd);
   console.log(`library-suites: the test runner's output: ${log}`);
   redis?.stop();
-  if (config) rmSync(config, { force: true });
+  if (vitestConfig) rmSync(vitestConfig, { force: true });
   const results = new Map();
   let files;
   if (mocha) {
@@ -265,7 +280,7 @@ for (let round = 1; round <= repeat; round += 1) {
     const extra = r.instrumentation ? `; instrumentation: ${r.instrumentation.spans} spans, ${r.instrumentation.metricPoints} metric points exported over ${r.instrumentation.files} files` : '';
     console.log(`library-suites: ${name} ${version} ${mode}${repeat > 1 ? ` round ${round}` : ''}: ${r.files} files, ${r.counts.passed} passed, ${r.counts.failed} failed, ${r.counts.skipped} skipped (${r.seconds} s)${extra}`);
     for (const [test, s] of r.results) if (s === 'failed') console.log(`  failed: ${test}`);
-    if (r.instrumentation && r.instrumentation.spans === 0) console.log('library-suites: WARNING no span was exported: the instrumentation did not run');
+    if (r.instrumentation && r.instrumentation.spans === 0) console.log('library-suites: WARNING no span was exported: no job ran through the instrumentation (the patch itself was checked; files that run no job, such as BullMQ\'s child-pool tests, export none)');
   }
 }
 

@@ -135,9 +135,10 @@ export class AttemptRecorder {
       let ctx: Context | undefined;
       const tracer = core.tracer;
       if (facts.traced && tracer !== undefined) {
+        const destination = spanText(queue, limit);
         const attributes: Attributes = {
           [ATTR_MESSAGING_SYSTEM]: core.system,
-          [ATTR_MESSAGING_DESTINATION_NAME]: spanText(queue, limit),
+          [ATTR_MESSAGING_DESTINATION_NAME]: destination,
           [ATTR_MESSAGING_OPERATION_NAME]: OPERATION_PROCESS,
           [ATTR_MESSAGING_OPERATION_TYPE]: OPERATION_PROCESS,
         };
@@ -164,7 +165,7 @@ export class AttemptRecorder {
             if (context !== undefined) (links ??= []).push({ context: context.spanContext });
           }
         }
-        span = tracer.startSpan(`${OPERATION_PROCESS} ${spanText(queue, limit)}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
+        span = tracer.startSpan(`${OPERATION_PROCESS} ${destination}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
         ctx = trace.setSpan(parent, span);
         const hook = core.config.processHook;
         if (hook !== undefined) callHook(core.report, 'processHook', () => hook(span as Span, { queue, job: facts.job }));

@@ -259,7 +259,8 @@ export class AttemptRecorder {
         if (attempt.messagingMetrics) metrics.processDuration.record((now - attempt.startedAt) / 1000, attributes);
         const made = positiveInteger(end.attemptsMade);
         if (made !== undefined && (end.outcome === 'completed' || end.outcome === 'failed')) {
-          metrics.attempts.record(made, series.outcomeAttributes(end.outcome, undefined));
+          // Attempts carry no error type: without one, the set just looked up is that set.
+          metrics.attempts.record(made, type === undefined ? attributes : series.outcomeAttributes(end.outcome, undefined));
         }
       }
     } catch (error) {

@@ -12,17 +12,20 @@
 // helpers included). Two modes at a time; about 6 minutes on an idle 2-CPU machine, half an hour
 // on a loaded one.
 //
-// Environment: BENCH_JOBS (jobs in the counted round, default 6000), BENCH_REDIS_URL.
+// Environment: BENCH_JOBS (jobs in the counted round, default 6000), BENCH_REDIS_URL,
+// BENCH_MODES (comma-separated subset of the modes), BENCH_KEEP_DUMPS=<dir> (keep callgrind's
+// dumps there, for `callgrind_annotate`: the V8 builtins and C++ runtime functions are named).
 
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const JOBS = Number(process.env.BENCH_JOBS || 6000);
-const MODES = ['uninstrumented', 'resourcesOff', 'everythingOn', 'sdkFloor'];
+const ALL_MODES = ['uninstrumented', 'resourcesOff', 'everythingOn', 'sdkFloor'];
+const MODES = process.env.BENCH_MODES ? process.env.BENCH_MODES.split(',').filter((m) => ALL_MODES.includes(m)) : ALL_MODES;
 const overhead = fileURLToPath(new URL('./overhead.mjs', import.meta.url));
 
 try {
@@ -32,7 +35,8 @@ try {
   process.exit(2);
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'queue-otel-callgrind-'));
+const KEEP = process.env.BENCH_KEEP_DUMPS;
+const dir = KEEP ? (mkdirSync(KEEP, { recursive: true }), KEEP) : mkdtempSync(join(tmpdir(), 'queue-otel-callgrind-'));
 
 /** Instructions ("summary:" or "totals:" line) of one callgrind dump file. */
 function instructionsOf(file) {
@@ -67,10 +71,10 @@ try {
     for (const r of pair) results[r.mode] = r;
   }
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (!KEEP) rmSync(dir, { recursive: true, force: true });
 }
 
-const base = results.uninstrumented;
+const base = results.uninstrumented ?? results[MODES[0]];
 const rows = MODES.map((m) => {
   const r = results[m];
   return [

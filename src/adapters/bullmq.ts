@@ -25,7 +25,7 @@ import { FlowParents } from './flow-parents.js';
 import { QueueHolders } from './holders.js';
 import { type AnyFunction, type MethodPatch, callOriginal, whenSettled } from './patch.js';
 import { type RedisPlace, locator, watched } from './redis-lease.js';
-import { bullmqSchedule } from './schedule-facts.js';
+import { type BullMQJobFields, bullmqSchedule } from './schedule-facts.js';
 
 /** The parts of a BullMQ Worker this adapter reads; structural, so bullmq 5 and 6 both fit. */
 interface BullWorker {
@@ -86,7 +86,11 @@ export function bullmqPatches(exports: BullMQExports, telemetry: JobTelemetry): 
   if (worker) {
     patches.push(
       { target: worker, method: 'processJob', wrap: (o) => wrapProcessJob(o, telemetry, exports.UnrecoverableError) },
-      { target: worker, method: 'callProcessJob', wrap: (o) => wrapCallProcessJob(o, telemetry) },
+      {
+        target: worker,
+        method: 'callProcessJob',
+        wrap: (o) => wrapCallProcessJob(o, telemetry, typeof (worker as { handleFailed?: unknown }).handleFailed === 'function'),
+      },
       { target: worker, method: 'handleFailed', wrap: (o) => wrapHandleFailed(o, telemetry) },
       { target: worker, method: 'run', wrap: (o) => wrapRun(o, telemetry) },
       { target: worker, method: 'waitForRateLimit', wrap: (o) => wrapWaitForRateLimit(o, telemetry) },
@@ -117,48 +121,108 @@ export function bullmqPatches(exports: BullMQExports, telemetry: JobTelemetry): 
 
 /** What the attempt of a job threw, seen where the processor runs or in handleFailed. */
 const failures = new WeakMap<object, { error: unknown }>();
-/** The attempt each job is in, from processJob to callProcessJob. */
+/**
+ * The attempt each job is in, from processJob to callProcessJob. BullMQ 5 and 6 call
+ * callProcessJob synchronously inside processJob, where `handingOver` carries the attempt without
+ * a map entry; the map holds only the attempts whose processor is called later.
+ */
 const inFlight = new WeakMap<object, AttemptHandle>();
+let handingOver: { job: object; attempt: AttemptHandle; taken: boolean } | undefined;
 /** Jobs whose library span (BullMQ's own telemetry) was already marked failed. */
 const markedFailed = new WeakSet<object>();
 
 /** Whether BullMQ's own telemetry makes the spans of this Worker or Queue. */
 function nativeTelemetry(object: unknown): boolean {
-  return Boolean(readProperty(readProperty(object, 'opts'), 'telemetry'));
+  try {
+    return Boolean((object as BullWorker | null | undefined)?.opts?.telemetry);
+  } catch {
+    return false; // options whose getter throws: not BullMQ's telemetry
+  }
+}
+
+/** The fields of a BullMQ job an attempt reads, as read once when it starts. */
+interface JobView extends BullMQJobFields {
+  name: unknown;
+  finishedOn: unknown;
+  timestamp: unknown;
+  deferredFailure: unknown;
+  queueQualifiedName: unknown;
+}
+
+/**
+ * Reads the fields of a job in one pass. A BullMQ Job holds plain data (its options are parsed
+ * JSON), so plain reads serve, where a guarded read per field costs a generic property lookup
+ * each; should a getter throw anyway (a job object not made by BullMQ), every field is read
+ * again, guarded.
+ */
+function jobView(job: object): JobView {
+  try {
+    const j = job as Partial<JobView>;
+    return {
+      id: j.id,
+      name: j.name,
+      finishedOn: j.finishedOn,
+      opts: j.opts,
+      attemptsMade: j.attemptsMade,
+      attemptsStarted: j.attemptsStarted,
+      timestamp: j.timestamp,
+      repeatJobKey: j.repeatJobKey,
+      deferredFailure: j.deferredFailure,
+      queueQualifiedName: j.queueQualifiedName,
+    };
+  } catch {
+    const read = (key: keyof JobView) => readProperty(job, key);
+    return {
+      id: read('id'),
+      name: read('name'),
+      finishedOn: read('finishedOn'),
+      opts: read('opts'),
+      attemptsMade: read('attemptsMade'),
+      attemptsStarted: read('attemptsStarted'),
+      timestamp: read('timestamp'),
+      repeatJobKey: read('repeatJobKey'),
+      deferredFailure: read('deferredFailure'),
+      queueQualifiedName: read('queueQualifiedName'),
+    };
+  }
+}
+
+/** A finite number, else undefined. */
+function finite(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
 /**
  * The producer's context stored with the job: in `opts.telemetry.metadata`, or where BullMQ's own
  * telemetry wrote it before 5.34.0, `opts.telemetryMetadata`.
  */
-function jobCarrier(job: object): Record<string, unknown> | undefined {
-  const opts = readProperty(job, 'opts');
+function jobCarrier(opts: unknown): Record<string, unknown> | undefined {
   const carrier = readCarrier(opts);
   if (carrier !== undefined) return carrier;
   const legacy = readProperty(opts, 'telemetryMetadata');
   return typeof legacy === 'string' ? readCarrier({ telemetry: { metadata: legacy } }) : undefined;
 }
 
-function attemptFacts(worker: BullWorker, job: object): AttemptFacts {
-  const carrier = jobCarrier(job);
-  const id = readProperty(job, 'id');
+function attemptFacts(worker: BullWorker, job: object, view: JobView): AttemptFacts {
+  const carrier = jobCarrier(view.opts);
+  const { id, name } = view;
   return {
-    queue: String(readProperty(worker, 'name')),
-    jobName: readString(job, 'name'),
+    queue: String(worker.name),
+    jobName: typeof name === 'string' ? name : undefined,
     jobId: typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
-    attempt: (readNumber(job, 'attemptsMade') ?? 0) + 1,
-    readyAt: readyAt(job, carrier),
+    attempt: (finite(view.attemptsMade) ?? 0) + 1,
+    readyAt: readyAt(view, carrier),
     carrier,
     links: childCarriers(carrier),
     traced: !nativeTelemetry(worker),
     job,
-    schedule: bullmqSchedule(job),
+    schedule: bullmqSchedule(view),
   };
 }
 
 /** The error BullMQ fails a job with for its deferred failure: `new UnrecoverableError(reason)`. */
-function deferredFailure(job: object, Unrecoverable: BullMQExports['UnrecoverableError']): { error: unknown } | undefined {
-  const reason = readProperty(job, 'deferredFailure');
+function deferredFailure(view: JobView, Unrecoverable: BullMQExports['UnrecoverableError']): { error: unknown } | undefined {
+  const reason = view.deferredFailure;
   if (typeof reason !== 'string' || reason === '') return undefined;
   try {
     if (typeof Unrecoverable === 'function') return { error: new Unrecoverable(reason) };
@@ -173,48 +237,90 @@ function deferredFailure(job: object, Unrecoverable: BullMQExports['Unrecoverabl
 function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry, Unrecoverable: BullMQExports['UnrecoverableError']): AnyFunction {
   return function processJob(this: BullWorker, job: unknown): unknown {
     const args = arguments;
-    const attempt = job !== null && typeof job === 'object' ? telemetry.startAttempt(() => attemptFacts(this, job)) : undefined;
-    if (attempt === undefined) return callOriginal(original, this, args);
-    const j = job as object;
-    const finishedBefore = readProperty(j, 'finishedOn');
+    if (job === null || typeof job !== 'object') return callOriginal(original, this, args);
+    const j = job;
+    let view: JobView | undefined;
+    const attempt = telemetry.startAttempt(() => attemptFacts(this, j, (view = jobView(j))));
+    if (attempt === undefined || view === undefined) return callOriginal(original, this, args);
+    const finishedBefore = view.finishedOn;
     failures.delete(j);
     markedFailed.delete(j);
     // A flow parent whose child failed with failParentOnFailure (5.49.2+): BullMQ fails it with this
     // error without calling the processor, and before 5.53.3 where no wrap sees it (handleFailed,
     // where it is a method, records BullMQ's own instance instead).
-    const deferred = deferredFailure(j, Unrecoverable);
+    const deferred = deferredFailure(view, Unrecoverable);
     if (deferred !== undefined) failures.set(j, deferred);
-    inFlight.set(j, attempt);
+    let waiting = false;
     return whenSettled(
-      () => callOriginal(original, this, args),
+      () => {
+        const outer = handingOver;
+        const handover = (handingOver = { job: j, attempt, taken: false });
+        try {
+          return callOriginal(original, this, args);
+        } finally {
+          handingOver = outer;
+          // Not taken yet: the processor is called after an await (or never).
+          if (!handover.taken) {
+            inFlight.set(j, attempt);
+            waiting = true;
+          }
+        }
+      },
       (threw, error) => {
-        inFlight.delete(j);
-        const end = attemptEnd(j, finishedBefore, threw, error);
-        childFinished(j, end);
+        if (waiting) inFlight.delete(j);
+        const after = endView(j);
+        const end = attemptEnd(j, after, finishedBefore, threw, error);
+        childFinished(j, after, end);
         telemetry.endAttempt(attempt, end);
       },
     );
   };
 }
 
-/** The processor's call: run in the attempt's context (its span, its resource slices). */
-function wrapCallProcessJob(original: AnyFunction, telemetry: JobTelemetry): AnyFunction {
+/**
+ * The processor's call: run in the attempt's context (its span, its resource slices).
+ * `handledFailures`: this BullMQ has `Worker.handleFailed` (5.53.3+), which is wrapped and gets
+ * every rejection of the processor; only before, or to mark BullMQ's own span, is the promise
+ * observed here as well (a promise reaction more per job).
+ */
+function wrapCallProcessJob(original: AnyFunction, telemetry: JobTelemetry, handledFailures: boolean): AnyFunction {
   return function callProcessJob(this: BullWorker, job: unknown): unknown {
     const args = arguments;
-    const attempt = job !== null && typeof job === 'object' ? inFlight.get(job) : undefined;
+    const attempt = job !== null && typeof job === 'object' ? takeAttempt(job) : undefined;
     if (attempt === undefined) return callOriginal(original, this, args);
     const j = job as object;
+    const sandboxed = hasChildPool(this);
     let result: unknown;
     try {
-      result = telemetry.runAttempt(attempt, () => callOriginal(original, this, args), readProperty(this, 'childPool') != null);
+      result = telemetry.runAttempt(attempt, () => callOriginal(original, this, args), sandboxed);
     } catch (error) {
       processorFailed(this, j, error, telemetry);
       throw error;
     }
     // Observed on the side: the caller gets the very promise BullMQ made.
-    if (result instanceof Promise) result.then(undefined, (error: unknown) => processorFailed(this, j, error, telemetry));
+    if (result instanceof Promise && (!handledFailures || nativeTelemetry(this))) {
+      result.then(undefined, (error: unknown) => processorFailed(this, j, error, telemetry));
+    }
     return result;
   };
+}
+
+/** A file processor: BullMQ hands each job to a child process or thread of its pool. */
+function hasChildPool(worker: BullWorker): boolean {
+  try {
+    return worker.childPool != null;
+  } catch {
+    return false;
+  }
+}
+
+/** The attempt of a job whose processor is about to be called. */
+function takeAttempt(job: object): AttemptHandle | undefined {
+  if (handingOver !== undefined && handingOver.job === job) {
+    handingOver.taken = true;
+    return handingOver.attempt;
+  }
+  return inFlight.get(job);
 }
 
 function processorFailed(worker: BullWorker, job: object, error: unknown, telemetry: JobTelemetry): void {
@@ -243,13 +349,30 @@ function wrapHandleFailed(original: AnyFunction, telemetry: JobTelemetry): AnyFu
   };
 }
 
+/** What BullMQ left on a job when its attempt ended. */
+interface EndView {
+  finishedOn: unknown;
+  attemptsMade: unknown;
+  parentKey: unknown;
+}
+
+/** Reads the fields of a job that tell how its attempt ended (read as in {@link jobView}). */
+function endView(job: object): EndView {
+  try {
+    const j = job as Partial<EndView>;
+    return { finishedOn: j.finishedOn, attemptsMade: j.attemptsMade, parentKey: j.parentKey };
+  } catch {
+    return { finishedOn: readProperty(job, 'finishedOn'), attemptsMade: readProperty(job, 'attemptsMade'), parentKey: readProperty(job, 'parentKey') };
+  }
+}
+
 /** Reads how the attempt ended from what BullMQ left on the job. */
-function attemptEnd(job: object, finishedBefore: unknown, threw: boolean, thrown: unknown): AttemptEnd {
-  const finishedOn = readProperty(job, 'finishedOn');
+function attemptEnd(job: object, after: EndView, finishedBefore: unknown, threw: boolean, thrown: unknown): AttemptEnd {
+  const { finishedOn } = after;
   const finished = finishedOn !== undefined && finishedOn !== finishedBefore;
   const failure = failures.get(job) ?? (threw ? { error: thrown } : undefined);
   failures.delete(job);
-  const made = readNumber(job, 'attemptsMade');
+  const made = finite(after.attemptsMade);
   if (failure === undefined) {
     // No error, yet not finished: BullMQ could not record the completion (lock lost, worker
     // closing); the job goes back to wait as stalled and runs again.
@@ -327,18 +450,18 @@ function unlisten(worker: BullWorker, onStalled: () => void): void {
  * parent, when its last child finished (plus its delay), if this process ran all of its children.
  * Retries and jobs back from a stall have no stored ready time, so none is reported for them.
  */
-function readyAt(job: object, carrier: Record<string, unknown> | undefined): number | undefined {
-  if ((readNumber(job, 'attemptsMade') ?? 0) > 0 || (readNumber(job, 'attemptsStarted') ?? 1) > 1) return undefined;
-  const from = carrier?.[AFTER_CHILDREN] === undefined ? readNumber(job, 'timestamp') : childrenFinishedAt(job, carrier);
+function readyAt(view: JobView, carrier: Record<string, unknown> | undefined): number | undefined {
+  if ((finite(view.attemptsMade) ?? 0) > 0 || (finite(view.attemptsStarted) ?? 1) > 1) return undefined;
+  const from = carrier?.[AFTER_CHILDREN] === undefined ? finite(view.timestamp) : childrenFinishedAt(view, carrier);
   if (from === undefined) return undefined;
-  const delay = readNumber(readProperty(job, 'opts'), 'delay');
+  const delay = readNumber(view.opts, 'delay');
   return from + (delay !== undefined && delay > 0 ? delay : 0);
 }
 
 /** When the last child of this flow parent finished, if this process ran them all. */
-function childrenFinishedAt(job: object, carrier: Record<string, unknown>): number | undefined {
-  const queue = readProperty(job, 'queueQualifiedName');
-  const id = readProperty(job, 'id');
+function childrenFinishedAt(view: JobView, carrier: Record<string, unknown>): number | undefined {
+  const queue = view.queueQualifiedName;
+  const id = view.id;
   const count = Number(carrier[CHILD_COUNT]);
   if (typeof queue !== 'string' || typeof id !== 'string' || !Number.isSafeInteger(count)) return undefined;
   return flowParents.readyAt(`${queue}:${id}`, count);
@@ -348,14 +471,14 @@ function childrenFinishedAt(job: object, carrier: Record<string, unknown>): numb
  * A flow child that ended for good in a way that lets its parent go on (completed, or failed with
  * `ignoreDependencyOnFailure` / `removeDependencyOnFailure`): remember when, for the parent's wait.
  */
-function childFinished(job: object, end: AttemptEnd): void {
-  const parentKey = readProperty(job, 'parentKey');
+function childFinished(job: object, after: EndView, end: AttemptEnd): void {
+  const { parentKey } = after;
   if (typeof parentKey !== 'string') return;
   const opts = readProperty(job, 'opts');
   const released =
     end.outcome === 'completed' ||
     (end.outcome === 'failed' && (readProperty(opts, 'ignoreDependencyOnFailure') === true || readProperty(opts, 'removeDependencyOnFailure') === true));
-  if (released) flowParents.childFinished(parentKey, readNumber(job, 'finishedOn') ?? Date.now());
+  if (released) flowParents.childFinished(parentKey, finite(after.finishedOn) ?? Date.now());
 }
 
 // ---- queue state ------------------------------------------------------------------------------

@@ -7,6 +7,19 @@
 import type { ScheduleFacts } from '../core/seam.js';
 import { readNumber, readProperty, readString } from '../safe.js';
 
+/** What {@link bullmqSchedule} reads of a BullMQ job, as the adapter read it. */
+export interface BullMQJobFields {
+  id: unknown;
+  opts: unknown;
+  attemptsMade: unknown;
+  attemptsStarted: unknown;
+  repeatJobKey: unknown;
+}
+
+function finiteOr(value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
+
 /** The occurrence a BullMQ or Bull repeat job id (`repeat:<key>:<millis>`) was created for. */
 function repeatIdMillis(id: unknown): number | undefined {
   if (typeof id !== 'string' || !id.startsWith('repeat:')) return undefined;
@@ -24,13 +37,14 @@ function repeatIdMillis(id: unknown): number | undefined {
  * only it, also stores that occurrence in `opts.prevMillis`, and delays the run by
  * `opts.repeat.offset` beyond it (set by `immediately`).
  */
-export function bullmqSchedule(job: object): ScheduleFacts | undefined {
+export function bullmqSchedule(job: BullMQJobFields): ScheduleFacts | undefined {
+  const key = job.repeatJobKey;
+  if (typeof key !== 'string' || key === '') return undefined;
   // A retry, or a run back from a stall: not the run's first start.
-  if ((readNumber(job, 'attemptsMade') ?? 0) > 0 || (readNumber(job, 'attemptsStarted') ?? 1) > 1) return undefined;
-  const key = readString(job, 'repeatJobKey');
-  const millis = repeatIdMillis(readProperty(job, 'id'));
-  if (key === undefined || key === '' || millis === undefined) return undefined;
-  const opts = readProperty(job, 'opts');
+  if ((finiteOr(job.attemptsMade, 0)) > 0 || finiteOr(job.attemptsStarted, 1) > 1) return undefined;
+  const millis = repeatIdMillis(job.id);
+  if (millis === undefined) return undefined;
+  const opts = job.opts;
   const offset = readNumber(readProperty(opts, 'repeat'), 'offset');
   const shift = readProperty(opts, 'prevMillis') === millis && offset !== undefined ? offset : 0;
   return { name: key, scheduledAt: millis + shift };

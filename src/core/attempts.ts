@@ -308,14 +308,16 @@ export class AttemptRecorder {
       const measured = core.resourcesOn && (attempt.isolate !== undefined || !attempt.isolated);
       const { jobCpu, jobMemory } = core.config;
       if (measured && jobMemory) core.metrics?.memoryPeak.record(attempt.peakBytes, attempt.series.attributes);
-      for (const target of [span, attempt.librarySpan]) {
-        if (target === undefined || !target.isRecording()) continue;
+      const annotate = (target: Span | undefined) => {
+        if (target === undefined || !target.isRecording()) return;
         target.setAttribute(ATTR_QUEUE_JOB_OUTCOME, end.outcome);
         if (end.outcome === 'deferred' && end.deferral !== undefined) target.setAttribute(ATTR_QUEUE_JOB_DEFERRAL, end.deferral);
         if (measured && jobCpu) target.setAttribute(ATTR_QUEUE_JOB_CPU_TIME, attempt.cpuMs / 1000);
         if (measured && jobMemory) target.setAttribute(ATTR_QUEUE_JOB_MEMORY_PEAK, attempt.peakBytes);
         if (attempt.profilePath !== undefined) target.setAttribute(ATTR_QUEUE_JOB_PROFILE_PATH, attempt.profilePath);
-      }
+      };
+      annotate(span);
+      annotate(attempt.librarySpan);
       if (span !== undefined && type !== undefined) markFailed(span, end.error, type, core.config.maxNameLength);
     } catch (error) {
       core.report.error('could not record the end of a job attempt', error);

@@ -40,6 +40,8 @@ export class JobSeries {
   readonly processAttributes: Attributes;
   /** Outcome sets, created when first used (each counts against the queue's budget). */
   private readonly byOutcome = new Map<string, Attributes>();
+  /** The same sets of attempts without error type or deferral, by outcome alone. */
+  private readonly byPlainOutcome = new Map<Outcome, Attributes>();
 
   /** Attempts started (deliveries): `messaging.client.consumed.messages`. */
   delivered = 0;
@@ -79,6 +81,12 @@ export class JobSeries {
    * was deferred. Within the queue's budget; past it, the queue's fallback set for the outcome.
    */
   outcomeAttributes(outcome: Outcome, errorType: string | undefined, deferral?: Deferral): Attributes {
+    // Most attempts end with neither: their sets are found by the outcome alone, a constant
+    // string, without building a key per attempt.
+    if (errorType === undefined && deferral === undefined) {
+      const plain = this.byPlainOutcome.get(outcome);
+      if (plain !== undefined) return plain;
+    }
     const type = errorType === undefined ? undefined : this.sets.errorTypeOf(errorType);
     const key = `${outcome}\0${type ?? ''}\0${deferral ?? ''}`;
     const found = this.byOutcome.get(key);
@@ -88,6 +96,7 @@ export class JobSeries {
     if (type !== undefined) created[ATTR_ERROR_TYPE] = type;
     if (deferral !== undefined) created[ATTR_QUEUE_JOB_DEFERRAL] = deferral;
     this.byOutcome.set(key, created);
+    if (type === undefined && deferral === undefined) this.byPlainOutcome.set(outcome, created);
     return created;
   }
 

@@ -23,7 +23,7 @@ import type {
   SendFacts,
 } from './seam.js';
 import { SendRecorder } from './sends.js';
-import { Tracker } from './tracker.js';
+import { type Limits, Tracker } from './tracker.js';
 
 /**
  * The core of one instrumentation: it owns every span and metric, and is what its adapter reports
@@ -44,6 +44,8 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
   private enabled = false;
   /** The SDK's cardinality limit as read from the meter provider, when it could be read. */
   private sdkCardinalityLimit: number | undefined;
+  /** The budgets the tracker reads, from the options and that limit; undefined when either changed. */
+  private limits: Limits | undefined;
 
   constructor(
     readonly system: string,
@@ -53,7 +55,8 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
     this.report = new Reporter(diag);
     this.tracker = new Tracker(
       system,
-      () => ({ ...this.currentConfig, cardinalityLimit: this.cardinalityLimit }),
+      // Read on every job (name length) and every new set: built once per configuration or meter.
+      () => (this.limits ??= { ...this.currentConfig, cardinalityLimit: this.cardinalityLimit }),
       (key, message) => this.report.warnOnce(key, message),
     );
     this.sandboxes = new SandboxSampler(this.report);
@@ -197,6 +200,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
    */
   setConfig(config: ResolvedConfig, enabled: boolean): void {
     this.currentConfig = config;
+    this.limits = undefined;
     this.jobProfiler = this.profilerFor(config);
     if (enabled) this.start();
   }
@@ -232,6 +236,7 @@ export class QueueTelemetry implements JobTelemetry, CoreContext {
    */
   setMeter(meter: Meter, sdkCardinalityLimit?: number): void {
     this.sdkCardinalityLimit = sdkCardinalityLimit;
+    this.limits = undefined;
     try {
       this.instruments?.dispose();
     } catch (error) {

@@ -15,34 +15,36 @@ export interface MethodPatch {
  * the caller.
  */
 export function whenSettled<T>(call: () => T, settled: (threw: boolean, errorOrValue?: unknown) => void): T {
-  const quietly = (threw: boolean, errorOrValue?: unknown) => {
-    try {
-      settled(threw, errorOrValue);
-    } catch {
-      // the core reports its own faults; nothing may reach the library
-    }
-  };
   let result: T;
   try {
     result = call();
   } catch (error) {
-    quietly(true, error);
+    settleQuietly(settled, true, error);
     throw error;
   }
   if (!(result instanceof Promise)) {
-    quietly(false, result);
+    settleQuietly(settled, false, result);
     return result;
   }
   return result.then(
     (value: unknown) => {
-      quietly(false, value);
+      settleQuietly(settled, false, value);
       return value;
     },
     (error: unknown) => {
-      quietly(true, error);
+      settleQuietly(settled, true, error);
       throw error;
     },
   ) as T;
+}
+
+/** Runs `settled`; a fault in it never reaches the library (the core reports its own faults). */
+function settleQuietly(settled: (threw: boolean, errorOrValue?: unknown) => void, threw: boolean, errorOrValue: unknown): void {
+  try {
+    settled(threw, errorOrValue);
+  } catch {
+    // nothing may reach the library
+  }
 }
 
 /** `original.apply(self, args)`, typed loosely: wrappers pass whatever they were given. */

@@ -1,20 +1,23 @@
 // Instructions per job in each mode of bench/overhead.mjs, counted by valgrind's callgrind: a
-// figure that does not move with the load of a shared machine (the same run twice gives the same
-// count within a few percent, the rest being garbage collection falling in or out of the window),
-// where time and throughput move by 1.5x between rounds. What it does not see: cache misses,
-// waiting on Redis, other processes. Read it beside `node bench/overhead.mjs`, not instead.
+// figure that moves far less with the load of a shared machine than time does (time and
+// throughput move by 1.5x between rounds here). What moves it: which garbage collections fall in
+// the counted window, and when optimised code arrives; so each mode counts several rounds in a
+// row, and the median is reported. What it does not see: cache misses, waiting
+// on Redis, other processes. Read it beside `node bench/overhead.mjs`, not instead.
 //
 // Run: `npm run bench:instructions` (builds first), or `node bench/instructions.mjs` after a
 // build. Needs valgrind (`apt-get install valgrind`) and Redis. Each mode runs bench/overhead.mjs
-// in a process of its own under callgrind (BENCH_CALLGRIND_MODE): one warm-up round, then one
-// round whose instructions are counted from worker.run() until the last job completed, main thread
-// (the worker's event loop, the bottleneck at concurrency 50) and all threads (garbage collection
-// helpers included). Two modes at a time; about 6 minutes on an idle 2-CPU machine, half an hour
-// on a loaded one.
+// in a process of its own under callgrind (BENCH_CALLGRIND_MODE): one warm-up round, then
+// BENCH_ROUNDS rounds (default 3) whose instructions are counted from worker.run() until the last
+// job completed, main thread (the worker's event loop, the bottleneck at concurrency 50) and all
+// threads (garbage collection helpers included). Two modes at a time; about 10 minutes on an idle
+// 2-CPU machine.
 //
-// Environment: BENCH_JOBS (jobs in the counted round, default 6000), BENCH_REDIS_URL,
-// BENCH_MODES (comma-separated subset of the modes), BENCH_KEEP_DUMPS=<dir> (keep callgrind's
-// dumps there, for `callgrind_annotate`: the V8 builtins and C++ runtime functions are named).
+// Environment: BENCH_JOBS (jobs per counted round, default 6000), BENCH_ROUNDS (counted rounds
+// per mode, default 3), BENCH_CALLGRIND_GC=1 (a full collection before each counted round),
+// BENCH_REDIS_URL, BENCH_MODES (comma-separated subset of the modes),
+// BENCH_KEEP_DUMPS=<dir> (keep callgrind's dumps there, for `callgrind_annotate`: the V8 builtins
+// and C++ runtime functions are named).
 
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const JOBS = Number(process.env.BENCH_JOBS || 6000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const ALL_MODES = ['uninstrumented', 'resourcesOff', 'everythingOn', 'sdkFloor'];
 const MODES = process.env.BENCH_MODES ? process.env.BENCH_MODES.split(',').filter((m) => ALL_MODES.includes(m)) : ALL_MODES;
 const overhead = fileURLToPath(new URL('./overhead.mjs', import.meta.url));
@@ -45,22 +49,43 @@ function instructionsOf(file) {
   return Number(m[1]);
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 async function count(mode) {
   const out = join(dir, `cg.${mode}`);
   const { stdout } = await promisify(execFile)(
     'valgrind',
-    ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath, overhead],
-    { env: { ...process.env, BENCH_CALLGRIND_MODE: mode, BENCH_JOBS: String(JOBS) }, maxBuffer: 64 * 1024 * 1024 },
+    ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath, '--expose-gc', overhead],
+    {
+      env: { ...process.env, BENCH_CALLGRIND_MODE: mode, BENCH_CALLGRIND_ROUNDS: String(ROUNDS), BENCH_JOBS: String(JOBS) },
+      maxBuffer: 64 * 1024 * 1024,
+    },
   );
   const line = stdout.split('\n').find((l) => l.startsWith('{"callgrindRound"'));
   if (!line) throw new Error(`${mode}: bench/overhead.mjs printed no result:\n${stdout}`);
-  // With --separate-threads, the dump asked for by callgrind_control is `<out>.1-<thread>`; thread 01 is the main thread.
-  const dumps = readdirSync(dir).filter((f) => f.startsWith(`cg.${mode}.1-`));
-  if (dumps.length === 0) throw new Error(`${mode}: no callgrind dump in ${dir}`);
-  const byThread = dumps.map((f) => [f, instructionsOf(join(dir, f))]);
-  const main = byThread.find(([f]) => f.endsWith('-01'))?.[1] ?? 0;
-  const all = byThread.reduce((sum, [, n]) => sum + n, 0);
-  return { mode, ...JSON.parse(line).callgrindRound, mainPerJob: Math.round(main / JOBS), allThreadsPerJob: Math.round(all / JOBS) };
+  // With --separate-threads, dump number k asked for by callgrind_control is `<out>.<k>-<thread>`;
+  // thread 01 is the main thread.
+  const rounds = [];
+  for (let k = 1; k <= ROUNDS; k++) {
+    const dumps = readdirSync(dir).filter((f) => f.startsWith(`cg.${mode}.${k}-`));
+    if (dumps.length === 0) throw new Error(`${mode}: no callgrind dump ${k} in ${dir}`);
+    const byThread = dumps.map((f) => [f, instructionsOf(join(dir, f))]);
+    const main = byThread.find(([f]) => f.endsWith('-01'))?.[1] ?? 0;
+    const all = byThread.reduce((sum, [, n]) => sum + n, 0);
+    rounds.push({ mainPerJob: Math.round(main / JOBS), allThreadsPerJob: Math.round(all / JOBS) });
+  }
+  return {
+    mode,
+    ...JSON.parse(line).callgrindRound,
+    mainPerJob: median(rounds.map((r) => r.mainPerJob)),
+    allThreadsPerJob: median(rounds.map((r) => r.allThreadsPerJob)),
+    rounds,
+  };
 }
 
 const started = performance.now();
@@ -88,10 +113,22 @@ const rows = MODES.map((m) => {
 const header = ['mode', 'main thread instr/job', 'ratio', 'all threads instr/job', 'ratio'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
 const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-console.log(`instructions per job, ${JOBS} no-op BullMQ jobs at concurrency 50 counted per mode (Node ${process.version})`);
+console.log(`instructions per job, median of ${ROUNDS} rounds of ${JOBS} no-op BullMQ jobs at concurrency 50 per mode (Node ${process.version})`);
 console.log(line(header));
 for (const r of rows) console.log(line(r));
 console.log('ratio: uninstrumented instructions / the mode\'s (the throughput it would reach if instructions were all that counted)');
+for (const m of MODES) {
+  console.log(`${m} rounds, main thread / all threads: ${results[m].rounds.map((r) => `${r.mainPerJob.toLocaleString('en-US')} / ${r.allThreadsPerJob.toLocaleString('en-US')}`).join('; ')}`);
+}
+const floor = results.sdkFloor;
+if (floor !== undefined) {
+  for (const m of ['resourcesOff', 'everythingOn'].filter((k) => results[k] !== undefined)) {
+    const r = results[m];
+    console.log(
+      `${r.label} against the SDK floor: main thread ${(r.mainPerJob / floor.mainPerJob).toFixed(3)}, all threads ${(r.allThreadsPerJob / floor.allThreadsPerJob).toFixed(3)}`,
+    );
+  }
+}
 const file = fileURLToPath(new URL('./instructions-last-run.json', import.meta.url));
-writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, jobs: JOBS, results, seconds: Math.round((performance.now() - started) / 1000) }, null, 2) + '\n');
+writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, jobs: JOBS, rounds: ROUNDS, results, seconds: Math.round((performance.now() - started) / 1000) }, null, 2) + '\n');
 console.log(`written to ${file}`);

@@ -19,9 +19,10 @@
 //   BENCH_CONCURRENCY  worker concurrency (default 50)
 //   BENCH_REDIS_URL    Redis to use (default redis://127.0.0.1:6379)
 //   BENCH_CALLGRIND_MODE  set by bench/instructions.mjs, which runs this file under valgrind's
-//                      callgrind: one warm-up and one measured round of that mode only, the
-//                      measured round between callgrind_control's zero and dump; periodic export
-//                      every 10 minutes instead of every second, so only per-job work is counted
+//                      callgrind: one warm-up and BENCH_CALLGRIND_ROUNDS measured rounds of that
+//                      mode only, each between callgrind_control's zero and a dump (and, with
+//                      BENCH_CALLGRIND_GC=1, after a full garbage collection); periodic export every 10 minutes
+//                      instead of every second, so only per-job work is counted
 //   BENCH_PROFILE_MODE one mode only (a key of MODES), a warm-up and BENCH_ROUNDS rounds, for
 //                      `node --cpu-prof bench/overhead.mjs`
 //   BENCH_PRODUCER_CONTEXT=1  add the jobs of instrumented rounds with the instrumentation on, so
@@ -61,6 +62,9 @@ const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const PRODUCER_CONTEXT = process.env.BENCH_PRODUCER_CONTEXT === '1';
 const CALLGRIND_MODE = process.env.BENCH_CALLGRIND_MODE;
 const PROFILE_MODE = process.env.BENCH_PROFILE_MODE;
+/** Counted rounds under callgrind, each dumped apart (bench/instructions.mjs reports their median). */
+const CALLGRIND_ROUNDS = intEnv('BENCH_CALLGRIND_ROUNDS', 1);
+const CALLGRIND_GC = process.env.BENCH_CALLGRIND_GC === '1';
 /** Under callgrind a second lasts about 50 times longer: periodic export would count as per-job work. */
 const EXPORT_INTERVAL_MS = CALLGRIND_MODE ? 600_000 : 1000;
 /** Under callgrind on a loaded 2-CPU machine a round of 6,000 jobs can take over 2 minutes. */
@@ -368,7 +372,12 @@ async function runRound(modeSpec, measured = true) {
     const redisBefore = await redisCommandCalls();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    if (measured && CALLGRIND_MODE) await callgrindControl('--zero');
+    if (measured && CALLGRIND_MODE) {
+      // BENCH_CALLGRIND_GC=1: each counted round starts from a collected heap (the next rounds then
+      // run with a young generation shrunk by it: more scavenges than a worker that runs on).
+      if (CALLGRIND_GC) globalThis.gc?.();
+      await callgrindControl('--zero');
+    }
     const running = worker.run();
     running.catch((err) => rejectDone(err));
     const timer = setTimeout(
@@ -475,8 +484,9 @@ async function main() {
     const mode = MODES.find((m) => m.key === CALLGRIND_MODE);
     if (mode === undefined) throw new Error(`BENCH_CALLGRIND_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);
     await runRound(mode, false); // warm-up, not counted
-    const r = await runRound(mode);
-    console.log(JSON.stringify({ callgrindRound: { mode: mode.key, label: mode.label, jobs: JOBS, spansPerJob: r.spansPerJob } }));
+    let r;
+    for (let i = 0; i < CALLGRIND_ROUNDS; i++) r = await runRound(mode);
+    console.log(JSON.stringify({ callgrindRound: { mode: mode.key, label: mode.label, jobs: JOBS, rounds: CALLGRIND_ROUNDS, spansPerJob: r.spansPerJob } }));
     return;
   }
   const env = {

@@ -236,45 +236,58 @@ function deferredFailure(view: JobView, Unrecoverable: BullMQExports['Unrecovera
 
 function wrapProcessJob(original: AnyFunction, telemetry: JobTelemetry, Unrecoverable: BullMQExports['UnrecoverableError']): AnyFunction {
   return function processJob(this: BullWorker, job: unknown): unknown {
-    const args = arguments;
-    if (job === null || typeof job !== 'object') return callOriginal(original, this, args);
-    const j = job;
-    let view: JobView | undefined;
-    const attempt = telemetry.startAttempt(() => attemptFacts(this, j, (view = jobView(j))));
-    if (attempt === undefined || view === undefined) return callOriginal(original, this, args);
-    const finishedBefore = view.finishedOn;
-    failures.delete(j);
-    markedFailed.delete(j);
+    if (job === null || typeof job !== 'object') return callOriginal(original, this, arguments);
+    const view = jobView(job);
+    const attempt = telemetry.startAttempt(() => attemptFacts(this, job, view));
+    if (attempt === undefined) return callOriginal(original, this, arguments);
+    failures.delete(job);
+    markedFailed.delete(job);
     // A flow parent whose child failed with failParentOnFailure (5.49.2+): BullMQ fails it with this
     // error without calling the processor, and before 5.53.3 where no wrap sees it (handleFailed,
     // where it is a method, records BullMQ's own instance instead).
     const deferred = deferredFailure(view, Unrecoverable);
-    if (deferred !== undefined) failures.set(j, deferred);
-    let waiting = false;
-    return whenSettled(
-      () => {
-        const outer = handingOver;
-        const handover = (handingOver = { job: j, attempt, taken: false });
-        try {
-          return callOriginal(original, this, args);
-        } finally {
-          handingOver = outer;
-          // Not taken yet: the processor is called after an await (or never).
-          if (!handover.taken) {
-            inFlight.set(j, attempt);
-            waiting = true;
-          }
-        }
-      },
-      (threw, error) => {
-        if (waiting) inFlight.delete(j);
-        const after = endView(j);
-        const end = attemptEnd(j, after, finishedBefore, threw, error);
-        childFinished(j, after, end);
-        telemetry.endAttempt(attempt, end);
-      },
-    );
+    if (deferred !== undefined) failures.set(job, deferred);
+    return runAttempt(original, this, arguments, job, attempt, view.finishedOn, telemetry);
   };
+}
+
+/**
+ * Calls BullMQ's processJob and ends the attempt when it settles. A function of its own so that
+ * what stays reachable while the job runs is only what its end needs.
+ */
+function runAttempt(
+  original: AnyFunction,
+  worker: BullWorker,
+  args: IArguments,
+  job: object,
+  attempt: AttemptHandle,
+  finishedBefore: unknown,
+  telemetry: JobTelemetry,
+): unknown {
+  let waiting = false;
+  return whenSettled(
+    () => {
+      const outer = handingOver;
+      const handover = (handingOver = { job, attempt, taken: false });
+      try {
+        return callOriginal(original, worker, args);
+      } finally {
+        handingOver = outer;
+        // Not taken yet: the processor is called after an await (or never).
+        if (!handover.taken) {
+          inFlight.set(job, attempt);
+          waiting = true;
+        }
+      }
+    },
+    (threw, error) => {
+      if (waiting) inFlight.delete(job);
+      const after = endView(job);
+      const end = attemptEnd(job, after, finishedBefore, threw, error);
+      childFinished(job, after, end);
+      telemetry.endAttempt(attempt, end);
+    },
+  );
 }
 
 /**

@@ -171,20 +171,28 @@ function jobView(job: object): JobView {
       queueQualifiedName: j.queueQualifiedName,
     };
   } catch {
-    const read = (key: keyof JobView) => readProperty(job, key);
-    return {
-      id: read('id'),
-      name: read('name'),
-      finishedOn: read('finishedOn'),
-      opts: read('opts'),
-      attemptsMade: read('attemptsMade'),
-      attemptsStarted: read('attemptsStarted'),
-      timestamp: read('timestamp'),
-      repeatJobKey: read('repeatJobKey'),
-      deferredFailure: read('deferredFailure'),
-      queueQualifiedName: read('queueQualifiedName'),
-    };
+    return guardedFields(job, JOB_VIEW_FIELDS);
   }
+}
+
+const JOB_VIEW_FIELDS = [
+  'id',
+  'name',
+  'finishedOn',
+  'opts',
+  'attemptsMade',
+  'attemptsStarted',
+  'timestamp',
+  'repeatJobKey',
+  'deferredFailure',
+  'queueQualifiedName',
+] as const satisfies ReadonlyArray<keyof JobView>;
+
+/** The fields read one at a time, each guarded: for a job object whose getters throw. */
+function guardedFields<K extends string>(job: object, keys: readonly K[]): Record<K, unknown> {
+  const fields = {} as Record<K, unknown>;
+  for (const key of keys) fields[key] = readProperty(job, key);
+  return fields;
 }
 
 /** A finite number, else undefined. */
@@ -375,7 +383,7 @@ function endView(job: object): EndView {
     const j = job as Partial<EndView>;
     return { finishedOn: j.finishedOn, attemptsMade: j.attemptsMade, parentKey: j.parentKey };
   } catch {
-    return { finishedOn: readProperty(job, 'finishedOn'), attemptsMade: readProperty(job, 'attemptsMade'), parentKey: readProperty(job, 'parentKey') };
+    return guardedFields(job, ['finishedOn', 'attemptsMade', 'parentKey']);
   }
 }
 

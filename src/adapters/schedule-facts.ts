@@ -41,7 +41,7 @@ export function bullmqSchedule(job: BullMQJobFields): ScheduleFacts | undefined 
   const key = job.repeatJobKey;
   if (typeof key !== 'string' || key === '') return undefined;
   // A retry, or a run back from a stall: not the run's first start.
-  if ((finiteOr(job.attemptsMade, 0)) > 0 || finiteOr(job.attemptsStarted, 1) > 1) return undefined;
+  if (finiteOr(job.attemptsMade, 0) > 0 || finiteOr(job.attemptsStarted, 1) > 1) return undefined;
   const millis = repeatIdMillis(job.id);
   if (millis === undefined) return undefined;
   const opts = job.opts;

@@ -311,7 +311,16 @@ export function runConformance(driver: Driver): void {
         for (const dest of [idle.destination, q.destination]) expect(await read(dest)).toEqual({ counts: {}, oldest: undefined, failedOldest: undefined });
         return;
       }
-      await until(async () => (await read(idle.destination)).counts.waiting === 2, SLOW, 'state of the idle queue');
+      // Wait for a reading taken after all three adds: one taken between them (a loaded machine
+      // can delay the next reading past the sleep above) already shows the two waiting jobs.
+      await until(
+        async () => {
+          const { counts } = await read(idle.destination);
+          return counts.waiting === 2 && counts.delayed === 1;
+        },
+        SLOW,
+        'state of the idle queue',
+      );
       const state = await read(idle.destination);
       expect(Object.keys(state.counts).sort()).toEqual([...features.states].sort());
       expect(state.counts).toMatchObject({ waiting: 2, delayed: 1, active: 0 });

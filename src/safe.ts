@@ -20,10 +20,14 @@ export function readString(value: unknown, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** `value` when it is a finite number, else undefined. */
+export function finiteNumber(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
 /** `value[key]` when it is a finite number, else undefined. */
 export function readNumber(value: unknown, key: string): number | undefined {
-  const v = readProperty(value, key);
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+  return finiteNumber(readProperty(value, key));
 }
 
 /** `value instanceof Error` that cannot throw (a Proxy's getPrototypeOf trap can). */

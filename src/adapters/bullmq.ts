@@ -18,7 +18,7 @@
  * - `Worker.run()` lasts as long as the worker processes jobs: the span of its concurrency.
  */
 import type { AttemptEnd, AttemptFacts, AttemptHandle, Carrier, Deferral, JobTelemetry, SentJob } from '../core/seam.js';
-import { readNumber, readProperty, readString } from '../safe.js';
+import { finiteNumber, readNumber, readProperty, readString } from '../safe.js';
 import { type BullQueueObject, type RedisLike, bullmqQueueExists, bullmqStateSource, clientOf, prefixOf } from './bullmq-state.js';
 import { readCarrier, withCarrier } from './carrier.js';
 import { FlowParents } from './flow-parents.js';
@@ -195,11 +195,6 @@ function guardedFields<K extends string>(job: object, keys: readonly K[]): Recor
   return fields;
 }
 
-/** A finite number, else undefined. */
-function finite(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
-}
-
 /**
  * The producer's context stored with the job: in `opts.telemetry.metadata`, or where BullMQ's own
  * telemetry wrote it before 5.34.0, `opts.telemetryMetadata`.
@@ -218,7 +213,7 @@ function attemptFacts(worker: BullWorker, job: object, view: JobView): AttemptFa
     queue: String(worker.name),
     jobName: typeof name === 'string' ? name : undefined,
     jobId: typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
-    attempt: (finite(view.attemptsMade) ?? 0) + 1,
+    attempt: (finiteNumber(view.attemptsMade) ?? 0) + 1,
     readyAt: readyAt(view, carrier),
     carrier,
     links: childCarriers(carrier),
@@ -393,7 +388,7 @@ function attemptEnd(job: object, after: EndView, finishedBefore: unknown, threw:
   const finished = finishedOn !== undefined && finishedOn !== finishedBefore;
   const failure = failures.get(job) ?? (threw ? { error: thrown } : undefined);
   failures.delete(job);
-  const made = finite(after.attemptsMade);
+  const made = finiteNumber(after.attemptsMade);
   if (failure === undefined) {
     // No error, yet not finished: BullMQ could not record the completion (lock lost, worker
     // closing); the job goes back to wait as stalled and runs again.
@@ -472,8 +467,8 @@ function unlisten(worker: BullWorker, onStalled: () => void): void {
  * Retries and jobs back from a stall have no stored ready time, so none is reported for them.
  */
 function readyAt(view: JobView, carrier: Record<string, unknown> | undefined): number | undefined {
-  if ((finite(view.attemptsMade) ?? 0) > 0 || (finite(view.attemptsStarted) ?? 1) > 1) return undefined;
-  const from = carrier?.[AFTER_CHILDREN] === undefined ? finite(view.timestamp) : childrenFinishedAt(view, carrier);
+  if ((finiteNumber(view.attemptsMade) ?? 0) > 0 || (finiteNumber(view.attemptsStarted) ?? 1) > 1) return undefined;
+  const from = carrier?.[AFTER_CHILDREN] === undefined ? finiteNumber(view.timestamp) : childrenFinishedAt(view, carrier);
   if (from === undefined) return undefined;
   const delay = readNumber(view.opts, 'delay');
   return from + (delay !== undefined && delay > 0 ? delay : 0);
@@ -499,7 +494,7 @@ function childFinished(job: object, after: EndView, end: AttemptEnd): void {
   const released =
     end.outcome === 'completed' ||
     (end.outcome === 'failed' && (readProperty(opts, 'ignoreDependencyOnFailure') === true || readProperty(opts, 'removeDependencyOnFailure') === true));
-  if (released) flowParents.childFinished(parentKey, finite(after.finishedOn) ?? Date.now());
+  if (released) flowParents.childFinished(parentKey, finiteNumber(after.finishedOn) ?? Date.now());
 }
 
 // ---- queue state ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  * What each library stores, and what it does not, is in docs/schedules.md.
  */
 import type { ScheduleFacts } from '../core/seam.js';
-import { readNumber, readProperty, readString } from '../safe.js';
+import { finiteNumber, readNumber, readProperty, readString } from '../safe.js';
 
 /** What {@link bullmqSchedule} reads of a BullMQ job, as the adapter read it. */
 export interface BullMQJobFields {
@@ -14,10 +14,6 @@ export interface BullMQJobFields {
   attemptsMade: unknown;
   attemptsStarted: unknown;
   repeatJobKey: unknown;
-}
-
-function finiteOr(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 }
 
 /** The occurrence a BullMQ or Bull repeat job id (`repeat:<key>:<millis>`) was created for. */
@@ -41,7 +37,7 @@ export function bullmqSchedule(job: BullMQJobFields): ScheduleFacts | undefined 
   const key = job.repeatJobKey;
   if (typeof key !== 'string' || key === '') return undefined;
   // A retry, or a run back from a stall: not the run's first start.
-  if (finiteOr(job.attemptsMade, 0) > 0 || finiteOr(job.attemptsStarted, 1) > 1) return undefined;
+  if ((finiteNumber(job.attemptsMade) ?? 0) > 0 || (finiteNumber(job.attemptsStarted) ?? 1) > 1) return undefined;
   const millis = repeatIdMillis(job.id);
   if (millis === undefined) return undefined;
   const opts = job.opts;

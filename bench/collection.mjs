@@ -25,6 +25,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { intEnv, keepDiag, median, round, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const startedAt = performance.now();
@@ -33,14 +34,6 @@ const SIZES = listEnv('BENCH_COLLECT_SIZES', [10_000, 100_000]);
 const WARMUP = intEnv('BENCH_COLLECT_WARMUP', 5, 0);
 const SAMPLES = intEnv('BENCH_COLLECT_SAMPLES', 50, 1);
 const TARGET = { runningJobs: 10_000, maxMedianMs: 5 };
-
-function intEnv(name, fallback, min) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 function listEnv(name, fallback) {
   const raw = process.env[name];
@@ -76,37 +69,17 @@ function readPackageVersion(name) {
 }
 
 // Anything reported at WARN or above is counted and shown.
-const diagMessages = [];
-const keep = (level) => (...args) => {
-  const text = `[diag ${level}] ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}`;
-  diagMessages.push(text);
-  console.error(text);
-};
-api.diag.setLogger(
-  { error: keep('error'), warn: keep('warn'), info() {}, debug() {}, verbose() {} },
-  api.DiagLogLevel.WARN,
-);
+const diagMessages = keepDiag();
 
 class Reader extends MetricReader {
   async onShutdown() {}
   async onForceFlush() {}
 }
 
-function round(x, digits) {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
 function quantile(xs, q) {
   // Nearest rank: the smallest value with at least q of the samples at or below it.
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Data points in one collect() result, and the collection errors it reports. */
@@ -256,15 +229,4 @@ async function main() {
   console.log(`written to ${file} under "collection"; total ${collection.totalSeconds} s`);
 }
 
-let exitCode = 0;
-try {
-  await main();
-} catch (err) {
-  exitCode = 1;
-  console.error(`bench failed: ${err?.stack ?? err}`);
-}
-process.exitCode = exitCode;
-setTimeout(() => {
-  console.error('bench: the process did not exit by itself; open handles:', process.getActiveResourcesInfo());
-  process.exit(exitCode || 2);
-}, 5000).unref();
+await runBench(main);

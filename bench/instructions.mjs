@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { median } from './common.mjs';
 
 const JOBS = Number(process.env.BENCH_JOBS || 6000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
@@ -47,13 +48,6 @@ function instructionsOf(file) {
   const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
   if (!m) throw new Error(`no instruction total in ${file}`);
   return Number(m[1]);
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 async function count(mode) {

@@ -28,42 +28,21 @@ import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { benchSdk, intEnv, median, round, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
-const int = (name, fallback) => {
-  const n = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1`);
-  return n;
-};
-const ROUNDS = int('BENCH_ROUNDS', 6);
-const REDIS_JOBS = int('BENCH_REDIS_JOBS', 10000);
-const PG_JOBS = int('BENCH_PG_JOBS', 2000);
+const ROUNDS = intEnv('BENCH_ROUNDS', 6);
+const REDIS_JOBS = intEnv('BENCH_REDIS_JOBS', 10000);
+const PG_JOBS = intEnv('BENCH_PG_JOBS', 2000);
 const REDIS_URL = new URL(process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379');
 const PG_URL = process.env.BENCH_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const redis = { host: REDIS_URL.hostname, port: Number(REDIS_URL.port || 6379) };
 
 // ---- SDK ---------------------------------------------------------------------------------------
-const api = require('@opentelemetry/api');
-const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
-const { W3CTraceContextPropagator } = require('@opentelemetry/core');
-const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');
-const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
-const contextManager = new AsyncLocalStorageContextManager().enable();
-api.context.setGlobalContextManager(contextManager);
-api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-let exportedSpans = 0;
-const spanProcessor = new BatchSpanProcessor({
-  exporter: { export: (spans, done) => ((exportedSpans += spans.length), done({ code: 0 })), shutdown: async () => {}, forceFlush: async () => {} },
-  maxQueueSize: 65536,
-  maxExportBatchSize: 512,
-  scheduledDelayMillis: 1000,
-});
-const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
-const meterProvider = new MeterProvider({
-  readers: [new PeriodicExportingMetricReader({ exporter: { export: (_m, done) => done({ code: 0 }), forceFlush: async () => {}, shutdown: async () => {} }, exportIntervalMillis: 1000 })],
-});
-api.trace.setGlobalTracerProvider(tracerProvider);
-api.metrics.setGlobalMeterProvider(meterProvider);
+// No diag logger (this bench prints no diag messages). The providers are also the global ones, so
+// pg-boss's own telemetry records into the same SDK in every mode.
+const sdk = benchSdk({ diag: false, setGlobal: true });
+const { tracerProvider, meterProvider, spanProcessor } = sdk;
 
 const qo = require('../dist/cjs/index.js');
 const MODES = [
@@ -86,7 +65,7 @@ function setMode(instrumentation, mode) {
 const drivers = {
   bull: {
     jobs: REDIS_JOBS,
-    concurrency: int('BENCH_CONCURRENCY', 50),
+    concurrency: intEnv('BENCH_CONCURRENCY', 50),
     instrumentation: () => new qo.BullInstrumentation({}),
     async setup() {
       const Queue = require('bull');
@@ -118,7 +97,7 @@ const drivers = {
   },
   'bee-queue': {
     jobs: REDIS_JOBS,
-    concurrency: int('BENCH_CONCURRENCY', 50),
+    concurrency: intEnv('BENCH_CONCURRENCY', 50),
     instrumentation: () => new qo.BeeQueueInstrumentation({}),
     async setup() {
       const Queue = require('bee-queue');
@@ -147,7 +126,7 @@ const drivers = {
   },
   'pg-boss': {
     jobs: PG_JOBS,
-    concurrency: int('BENCH_CONCURRENCY', 10),
+    concurrency: intEnv('BENCH_CONCURRENCY', 10),
     instrumentation: () => new qo.PgBossInstrumentation({}),
     async setup() {
       const { PgBoss } = require('pg-boss');
@@ -187,7 +166,7 @@ const drivers = {
   },
   'graphile-worker': {
     jobs: PG_JOBS,
-    concurrency: int('BENCH_CONCURRENCY', 10),
+    concurrency: intEnv('BENCH_CONCURRENCY', 10),
     instrumentation: () => new qo.GraphileWorkerInstrumentation({}),
     async setup() {
       const gw = require('graphile-worker');
@@ -257,13 +236,6 @@ function start() {
   };
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-
 async function benchLibrary(name) {
   const driver = drivers[name];
   const instrumentation = driver.instrumentation();
@@ -320,21 +292,10 @@ async function main() {
         `${s.everythingOn.addedCpuUsPerJob.toFixed(1).padStart(27)}  ${s.everythingOn.throughputRatio.toFixed(3)}`,
     );
   }
-  console.log(`load average (1/5/15 min) at start ${env.loadAvgAtStart.join(' ')}, at end ${env.loadAvgAtEnd.join(' ')}; spans exported ${exportedSpans}`);
+  console.log(`load average (1/5/15 min) at start ${env.loadAvgAtStart.join(' ')}, at end ${env.loadAvgAtEnd.join(' ')}; spans exported ${sdk.spans.exported}`);
   const file = fileURLToPath(new URL('./libraries-last-run.json', import.meta.url));
   writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), env, results: out }, null, 2) + '\n');
   console.log(`written to ${file}`);
 }
 
-let exitCode = 0;
-try {
-  await main();
-} catch (error) {
-  exitCode = 1;
-  console.error(`bench failed: ${error?.stack ?? error}`);
-} finally {
-  await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
-  contextManager.disable();
-  process.exitCode = exitCode;
-  setTimeout(() => process.exit(exitCode), 3000).unref();
-}
+await runBench(main, () => sdk.shutdown());

@@ -48,9 +48,8 @@ import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { benchSdk, callgrindControl, intEnv, median, round, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const startedAt = performance.now();
@@ -95,71 +94,10 @@ const TARGETS = {
   everythingOn: { maxAddedCpuUsPerJob: 40, minThroughputRatio: 0.8 },
 };
 
-function intEnv(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
-  return n;
-}
+// ---- OpenTelemetry SDK (bench/common.mjs: CommonJS, the same copies the built package resolves) ---
 
-// ---- OpenTelemetry SDK (CommonJS, the same copies the built package resolves) ------------------
-
-const api = require('@opentelemetry/api');
-const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
-const { W3CTraceContextPropagator } = require('@opentelemetry/core');
-const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');
-const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
-
-// Anything the instrumentation or the SDK reports at WARN or above is counted and shown.
-const diagMessages = [];
-const keep = (level) => (...args) => {
-  const text = `[diag ${level}] ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}`;
-  diagMessages.push(text);
-  console.error(text);
-};
-api.diag.setLogger(
-  { error: keep('error'), warn: keep('warn'), info() {}, debug() {}, verbose() {} },
-  api.DiagLogLevel.WARN,
-);
-
-const contextManager = new AsyncLocalStorageContextManager().enable();
-api.context.setGlobalContextManager(contextManager);
-api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-
-const spanStats = { exported: 0, byName: new Map() };
-const dropSpans = {
-  export(spans, done) {
-    spanStats.exported += spans.length;
-    for (const s of spans) {
-      const key = `${s.name.split(' ')[0]} (kind ${s.kind})`;
-      spanStats.byName.set(key, (spanStats.byName.get(key) ?? 0) + 1);
-    }
-    done({ code: 0 });
-  },
-  async shutdown() {},
-  async forceFlush() {},
-};
-const spanProcessor = new BatchSpanProcessor({
-  exporter: dropSpans,
-  maxQueueSize: 65536, // large enough that no span of a round is dropped (dropping would be cheaper)
-  maxExportBatchSize: 512,
-  scheduledDelayMillis: EXPORT_INTERVAL_MS,
-});
-const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
-
-let metricExports = 0;
-const dropMetrics = {
-  export(_metrics, done) {
-    metricExports++;
-    done({ code: 0 });
-  },
-  async forceFlush() {},
-  async shutdown() {},
-};
-const meterProvider = new MeterProvider({
-  readers: [new PeriodicExportingMetricReader({ exporter: dropMetrics, exportIntervalMillis: EXPORT_INTERVAL_MS, exportTimeoutMillis: 1000 })],
-});
+const sdk = benchSdk({ exportIntervalMs: EXPORT_INTERVAL_MS, exportTimeoutMs: 1000, spansByName: true });
+const { api, tracerProvider, meterProvider, spanProcessor, diagMessages, spans: spanStats } = sdk;
 
 // ---- the instrumentation, then bullmq (require-in-the-middle patches it as it loads) -----------
 
@@ -311,11 +249,6 @@ function floorProcessor(queue) {
 
 // ---- one round -----------------------------------------------------------------------------------
 
-/** Zeroes or dumps callgrind's counters of this process (asynchronously: the loop must go on). */
-async function callgrindControl(flag) {
-  await promisify(execFile)('callgrind_control', [flag, String(process.pid)]);
-}
-
 let roundSeq = 0;
 const BY_COMMAND = Symbol('redisCommandsPerJobByCommand');
 const MODE_KEY = Symbol('modeKey');
@@ -430,17 +363,6 @@ async function runRound(modeSpec, measured = true) {
 }
 
 // ---- statistics and output -------------------------------------------------------------------------
-
-function round(x, digits) {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 function summarize(results) {
   const pick = (k) => results.map((r) => r[k]);
@@ -646,7 +568,7 @@ async function main() {
     },
     rounds: results,
     spansByName: Object.fromEntries(spanStats.byName),
-    metricExports,
+    metricExports: sdk.metrics.exports,
     diagMessages,
     totalSeconds: round((performance.now() - startedAt) / 1000, 1),
   };
@@ -655,23 +577,10 @@ async function main() {
   console.log(`\nwritten to ${file} (per-round results, summaries, environment); total ${output.totalSeconds} s`);
 }
 
-let exitCode = 0;
-try {
-  await main();
-} catch (err) {
-  exitCode = 1;
-  console.error(`bench failed: ${err?.stack ?? err}`);
-} finally {
+await runBench(main, async () => {
   try {
     instrumentation.disable();
   } catch {}
-  await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
-  contextManager.disable();
+  await sdk.shutdown();
   await redis.quit().catch(() => redis.disconnect());
-  process.exitCode = exitCode;
-  // If anything still holds the event loop, say what and leave anyway.
-  setTimeout(() => {
-    console.error('bench: the process did not exit by itself; open handles:', process.getActiveResourcesInfo());
-    process.exit(exitCode || 2);
-  }, 5000).unref();
-}
+});

@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { benchSdk, callgrindControl, intEnv, median, round, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const run = promisify(execFile);
@@ -51,25 +52,6 @@ const MODES = [
   { key: 'createSpansOff', label: 'createSpans false', instrumented: true, config: { createSpans: false } },
   { key: 'createSpansOn', label: 'createSpans true (default)', instrumented: true, config: {} },
 ];
-
-function intEnv(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-function round(x, digits) {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 // ---- --instructions: each mode under callgrind, in a process of its own ------------------------
 
@@ -123,48 +105,8 @@ if (process.argv.includes('--instructions')) {
 
 // ---- the SDK, the instrumentation, bullmq ----------------------------------------------------------
 
-const api = require('@opentelemetry/api');
-const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
-const { W3CTraceContextPropagator } = require('@opentelemetry/core');
-const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');
-const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
-
-const diagMessages = [];
-const keep = (level) => (...args) => {
-  const text = `[diag ${level}] ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}`;
-  diagMessages.push(text);
-  console.error(text);
-};
-api.diag.setLogger({ error: keep('error'), warn: keep('warn'), info() {}, debug() {}, verbose() {} }, api.DiagLogLevel.WARN);
-
-const contextManager = new AsyncLocalStorageContextManager().enable();
-api.context.setGlobalContextManager(contextManager);
-api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-
-let spansExported = 0;
-const spanProcessor = new BatchSpanProcessor({
-  exporter: {
-    export(spans, done) {
-      spansExported += spans.length;
-      done({ code: 0 });
-    },
-    async shutdown() {},
-    async forceFlush() {},
-  },
-  maxQueueSize: 65536,
-  maxExportBatchSize: 512,
-  scheduledDelayMillis: EXPORT_INTERVAL_MS,
-});
-const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
-const meterProvider = new MeterProvider({
-  readers: [
-    new PeriodicExportingMetricReader({
-      exporter: { export: (_m, done) => done({ code: 0 }), async forceFlush() {}, async shutdown() {} },
-      exportIntervalMillis: EXPORT_INTERVAL_MS,
-      exportTimeoutMillis: 1000,
-    }),
-  ],
-});
+const sdk = benchSdk({ exportIntervalMs: EXPORT_INTERVAL_MS, exportTimeoutMs: 1000 });
+const { tracerProvider, meterProvider, spanProcessor, diagMessages } = sdk;
 
 const { BullMQInstrumentation } = require('../dist/cjs/index.js');
 const instrumentation = new BullMQInstrumentation({});
@@ -193,10 +135,6 @@ function setMode(mode) {
   }
 }
 
-async function callgrindControl(flag) {
-  await run('callgrind_control', [flag, String(process.pid)]);
-}
-
 let seq = 0;
 async function runRound(mode, counted = false) {
   const name = `producer-${process.pid}-${++seq}-${mode.key}`;
@@ -211,7 +149,7 @@ async function runRound(mode, counted = false) {
       batches.push(batch);
     }
     await spanProcessor.forceFlush();
-    const spansBefore = spansExported;
+    const spansBefore = sdk.spans.exported;
     if (counted) await callgrindControl('--zero');
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -227,7 +165,7 @@ async function runRound(mode, counted = false) {
       wallMs: round(wallMs, 1),
       jobsPerSec: round(JOBS / (wallMs / 1000), 0),
       cpuUsPerJob: round((cpu.user + cpu.system) / JOBS, 2),
-      spansPerJob: round((spansExported - spansBefore) / JOBS, 3),
+      spansPerJob: round((sdk.spans.exported - spansBefore) / JOBS, 3),
     };
   } finally {
     setMode(MODES[0]);
@@ -301,21 +239,9 @@ async function main() {
   console.log(`written to ${file}`);
 }
 
-let exitCode = 0;
-try {
-  await main();
-} catch (err) {
-  exitCode = 1;
-  console.error(`bench failed: ${err?.stack ?? err}`);
-} finally {
+await runBench(main, async () => {
   try {
     instrumentation.disable();
   } catch {}
-  await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
-  contextManager.disable();
-  process.exitCode = exitCode;
-  setTimeout(() => {
-    console.error('bench: the process did not exit by itself; open handles:', process.getActiveResourcesInfo());
-    process.exit(exitCode || 2);
-  }, 5000).unref();
-}
+  await sdk.shutdown();
+});

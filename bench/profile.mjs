@@ -34,6 +34,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { benchSdk, intEnv, median, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const JOBS = intEnv('BENCH_JOBS', 10000);
@@ -45,41 +46,10 @@ const PART = process.env.BENCH_PART ?? '';
 const REDIS_URL = new URL(process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379');
 const CONCURRENCY = 50;
 
-function intEnv(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const api = require('@opentelemetry/api');
-const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
-const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');
-const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
-
-const diagMessages = [];
-api.diag.setLogger(
-  { error: (...a) => diagMessages.push(a.join(' ')), warn: (...a) => diagMessages.push(a.join(' ')), info() {}, debug() {}, verbose() {} },
-  api.DiagLogLevel.WARN,
-);
-const contextManager = new AsyncLocalStorageContextManager().enable();
-api.context.setGlobalContextManager(contextManager);
-const spanProcessor = new BatchSpanProcessor({
-  exporter: { export: (_s, done) => done({ code: 0 }), shutdown: async () => {}, forceFlush: async () => {} },
-  maxQueueSize: 65536,
-  maxExportBatchSize: 512,
-  scheduledDelayMillis: 1000,
-});
-const tracerProvider = new TracerProvider({ spanProcessors: [spanProcessor] });
-const meterProvider = new MeterProvider({
-  readers: [
-    new PeriodicExportingMetricReader({
-      exporter: { export: (_m, done) => done({ code: 0 }), forceFlush: async () => {}, shutdown: async () => {} },
-      exportIntervalMillis: 1000,
-    }),
-  ],
-});
+// Diag messages are kept, not echoed (main prints their count and the first). No global
+// propagator: this bench never set one, and one would add its extract to every job's span.
+const sdk = benchSdk({ diag: 'keep', propagator: false });
+const { tracerProvider, meterProvider, diagMessages } = sdk;
 
 const { BullMQInstrumentation } = require('../dist/cjs/index.js');
 const { startThisThread } = require('../dist/cjs/core/profiling/inspector.js');
@@ -153,12 +123,6 @@ async function runRound(mode) {
     await queue.obliterate({ force: true }).catch(() => {});
     await queue.close().catch(() => {});
   }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** CPU time of this thread, ms (process.threadCpuUsage where Node has it, else the process's). */
@@ -305,17 +269,8 @@ async function part2() {
   console.log(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }
 
-let exitCode = 0;
-try {
-  await main();
-} catch (error) {
-  exitCode = 1;
-  console.error(`bench failed: ${error?.stack ?? error}`);
-} finally {
+await runBench(main, async () => {
   instrumentation.disable();
-  await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
-  contextManager.disable();
+  await sdk.shutdown();
   rmSync(directory, { recursive: true, force: true });
-  process.exitCode = exitCode;
-  setTimeout(() => process.exit(exitCode || 2), 5000).unref();
-}
+});

@@ -56,6 +56,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { keepDiag } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const SELF = fileURLToPath(import.meta.url);
@@ -170,7 +171,7 @@ function printCombined(ins, plain) {
 if (typeof global.gc !== 'function') fail('run with node --expose-gc (or without --mode: the script starts both runs itself)');
 const INSTRUMENTED = MODE === 'instrumented';
 
-const diagMessages = [];
+const diagMessages = INSTRUMENTED ? keepDiag() : [];
 let tracerProvider;
 let meterProvider;
 const spanStats = { exported: 0, process: 0 };
@@ -178,13 +179,6 @@ const metricStats = { exports: 0, last: undefined };
 
 if (INSTRUMENTED) {
   const api = require('@opentelemetry/api');
-  const keep = (level) => (...a) => {
-    const text = `[diag ${level}] ${a.map((x) => (x instanceof Error ? x.stack : String(x))).join(' ')}`;
-    diagMessages.push(text);
-    console.error(text);
-  };
-  api.diag.setLogger({ error: keep('error'), warn: keep('warn'), info() {}, debug() {}, verbose() {} }, api.DiagLogLevel.WARN);
-
   const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
   const { W3CTraceContextPropagator } = require('@opentelemetry/core');
   const { TracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace');

@@ -87,6 +87,13 @@ const MODES = [
   // queue-otel's own.
   { key: 'sdkFloor', label: 'hand-written SDK floor', instrumented: false, resources: false, floor: true },
 ];
+/**
+ * Modes counted only one at a time (BENCH_CALLGRIND_MODE, BENCH_PROFILE_MODE), not in the rotated
+ * rounds: how much of everything on is the heap readings (`jobMemory`).
+ */
+const SINGLE_MODES = [
+  { key: 'cpuOnly', label: 'instrumented, CPU attribution only', instrumented: true, resources: true, config: { jobMemory: false } },
+];
 const UNINSTRUMENTED = MODES[0];
 /** Targets for each instrumented mode against uninstrumented (median-based figures decide). */
 const TARGETS = {
@@ -393,8 +400,8 @@ function table(rows) {
 async function main() {
   if (PROFILE_MODE) {
     // One mode alone, for `node --cpu-prof`: a warm-up, then BENCH_ROUNDS rounds.
-    const mode = MODES.find((m) => m.key === PROFILE_MODE);
-    if (mode === undefined) throw new Error(`BENCH_PROFILE_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);
+    const mode = [...MODES, ...SINGLE_MODES].find((m) => m.key === PROFILE_MODE);
+    if (mode === undefined) throw new Error(`BENCH_PROFILE_MODE must be one of ${[...MODES, ...SINGLE_MODES].map((m) => m.key).join(', ')}`);
     await runRound(mode);
     for (let i = 0; i < ROUNDS; i++) {
       const r = await runRound(mode);
@@ -403,8 +410,8 @@ async function main() {
     return;
   }
   if (CALLGRIND_MODE) {
-    const mode = MODES.find((m) => m.key === CALLGRIND_MODE);
-    if (mode === undefined) throw new Error(`BENCH_CALLGRIND_MODE must be one of ${MODES.map((m) => m.key).join(', ')}`);
+    const mode = [...MODES, ...SINGLE_MODES].find((m) => m.key === CALLGRIND_MODE);
+    if (mode === undefined) throw new Error(`BENCH_CALLGRIND_MODE must be one of ${[...MODES, ...SINGLE_MODES].map((m) => m.key).join(', ')}`);
     await runRound(mode, false); // warm-up, not counted
     let r;
     for (let i = 0; i < CALLGRIND_ROUNDS; i++) r = await runRound(mode);

@@ -1,7 +1,10 @@
 // Instructions per call of the two readings per-job attribution takes at each slice's start and
 // end (loop-attribution.ts): `v8.getHeapStatistics()` (the used heap, for memory) and
 // `performance.now()` (the slice's time), against an empty call, so that docs/cost.md can say
-// what a slice costs before any of queue-otel's own work.
+// what a slice costs before any of queue-otel's own work; and of the rest of what attribution
+// adds per job: entering an AsyncLocalStorage store (alone, and inside OpenTelemetry's
+// `context.with`, as a job's processor runs), and a promise reaction with Node's promise hooks on
+// (the hooks run around every reaction of the process) against one without.
 //
 // Run: `node bench/reads.mjs` (needs valgrind; no build, no Redis; about 30 s). Each reading runs
 // in a process of its own under `valgrind --tool=callgrind`, twice (BENCH_READS_SMALL and
@@ -13,7 +16,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getHeapStatistics } from 'node:v8';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
+import { getHeapStatistics, promiseHooks } from 'node:v8';
+
+const api = createRequire(import.meta.url)('@opentelemetry/api');
+const { AsyncLocalStorageContextManager } = createRequire(import.meta.url)('@opentelemetry/context-async-hooks');
+const store = new AsyncLocalStorage();
+const otelContext = api.ROOT_CONTEXT.setValue(api.createContextKey('bench'), 1);
+const one = () => 1;
 
 const READINGS = {
   empty: () => 1,
@@ -22,14 +33,32 @@ const READINGS = {
     const stats = getHeapStatistics();
     return stats.used_heap_size + stats.external_memory;
   },
+  'context.with()': () => api.context.with(otelContext, one),
+  'store.run(context.with())': () => store.run(otelContext, () => api.context.with(otelContext, one)),
+};
+
+/** Per call: one promise reaction (a `.then` on a chain), without and with promise hooks. */
+const REACTIONS = {
+  'promise reaction': false,
+  'promise reaction, hooks on': true,
 };
 
 if (process.env.BENCH_READS_RUN) {
   // The child: call one reading N times.
-  const read = READINGS[process.env.BENCH_READS_RUN];
-  let sum = 0;
-  for (let i = Number(process.env.BENCH_READS_N); i > 0; i--) sum += read();
-  if (!(sum > 0)) throw new Error('no reading');
+  const name = process.env.BENCH_READS_RUN;
+  const n = Number(process.env.BENCH_READS_N);
+  api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  if (name in REACTIONS) {
+    if (REACTIONS[name]) promiseHooks.createHook({ before() {}, after() {} });
+    let chain = Promise.resolve(0);
+    for (let i = 0; i < n; i++) chain = chain.then((x) => x + 1);
+    if ((await chain) !== n) throw new Error('lost a reaction');
+  } else {
+    const read = READINGS[name];
+    let sum = 0;
+    for (let i = n; i > 0; i--) sum += read();
+    if (!(sum > 0)) throw new Error('no reading');
+  }
 } else {
   const small = Number(process.env.BENCH_READS_SMALL || 10_000);
   const large = Number(process.env.BENCH_READS_LARGE || 60_000);
@@ -45,12 +74,19 @@ if (process.env.BENCH_READS_RUN) {
   };
   try {
     console.log(`instructions per call (Node ${process.version}), ${small.toLocaleString('en-US')} and ${large.toLocaleString('en-US')} calls`);
-    let empty = 0;
-    for (const name of Object.keys(READINGS)) {
-      const perCall = (total(name, large) - total(name, small)) / (large - small);
-      if (name === 'empty') empty = perCall;
-      const above = name === 'empty' ? '' : `   ${Math.round(perCall - empty).toLocaleString('en-US').padStart(7)} above the empty call`;
-      console.log(`${name.padEnd(24)} ${Math.round(perCall).toLocaleString('en-US').padStart(7)}${above}`);
+    const fmt = (x) => Math.round(x).toLocaleString('en-US').padStart(7);
+    const perCall = (name) => (total(name, large) - total(name, small)) / (large - small);
+    const empty = perCall('empty');
+    console.log(`${'empty'.padEnd(28)} ${fmt(empty)}`);
+    for (const name of Object.keys(READINGS).filter((k) => k !== 'empty')) {
+      const cost = perCall(name);
+      console.log(`${name.padEnd(28)} ${fmt(cost)}   ${fmt(cost - empty)} above the empty call`);
+    }
+    let plain = 0;
+    for (const [name, hooked] of Object.entries(REACTIONS)) {
+      const cost = perCall(name);
+      if (!hooked) plain = cost;
+      console.log(`${name.padEnd(28)} ${fmt(cost)}${hooked ? `   ${fmt(cost - plain)} above one without hooks` : ''}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -23,7 +23,7 @@
 //                      mode only, each between callgrind_control's zero and a dump (and, with
 //                      BENCH_CALLGRIND_GC=1, after a full garbage collection); periodic export every 10 minutes
 //                      instead of every second, so only per-job work is counted
-//   BENCH_PROFILE_MODE one mode only (a key of MODES), a warm-up and BENCH_ROUNDS rounds, for
+//   BENCH_PROFILE_MODE one mode only (a key of MODES, or `cpuOnly`: jobMemory false), a warm-up and BENCH_ROUNDS rounds, for
 //                      `node --cpu-prof bench/overhead.mjs`
 //   BENCH_PRODUCER_CONTEXT=1  add the jobs of instrumented rounds with the instrumentation on, so
 //                      they carry the producer's trace context (the process span gets a link).

@@ -6,7 +6,7 @@
 // `context.with`, as a job's processor runs), and a promise reaction with Node's promise hooks on
 // (the hooks run around every reaction of the process) against one without.
 //
-// Run: `node bench/reads.mjs` (needs valgrind; no build, no Redis; about 30 s). Each reading runs
+// Run: `node bench/reads.mjs` (needs valgrind; no build, no Redis; about 4 minutes on a 2-core machine). Each reading runs
 // in a process of its own under `valgrind --tool=callgrind`, twice (BENCH_READS_SMALL and
 // BENCH_READS_LARGE calls, default 10,000 and 60,000); the difference of the two totals over the
 // difference of the calls is the cost of one call, start-up cancelled out.

@@ -5,6 +5,7 @@
 // called, so a bench decides the order (the SDK, then the instrumentation, then the queue library).
 
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 
@@ -41,6 +42,13 @@ export function round(x, digits = 2) {
 /** Zeroes or dumps callgrind's counters of this process (asynchronously: the loop must go on). */
 export async function callgrindControl(flag) {
   await promisify(execFile)('callgrind_control', [flag, String(process.pid)]);
+}
+
+/** Instructions counted in one callgrind dump file (its "summary:" or "totals:" line). */
+export function callgrindInstructions(file) {
+  const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
+  if (!m) throw new Error(`no instruction total in ${file}`);
+  return Number(m[1]);
 }
 
 /**

@@ -24,12 +24,12 @@
 // and C++ runtime functions are named).
 
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { median } from './common.mjs';
+import { callgrindInstructions, median } from './common.mjs';
 
 const JOBS = Number(process.env.BENCH_JOBS || 6000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
@@ -49,13 +49,6 @@ try {
 
 const KEEP = process.env.BENCH_KEEP_DUMPS;
 const dir = KEEP ? (mkdirSync(KEEP, { recursive: true }), KEEP) : mkdtempSync(join(tmpdir(), 'queue-otel-callgrind-'));
-
-/** Instructions ("summary:" or "totals:" line) of one callgrind dump file. */
-function instructionsOf(file) {
-  const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
-  if (!m) throw new Error(`no instruction total in ${file}`);
-  return Number(m[1]);
-}
 
 /** Counts `mode` in one process (the `run`-th of the mode): its rounds, per job. */
 async function count(mode, run) {
@@ -77,7 +70,7 @@ async function count(mode, run) {
   for (let k = 1; k <= ROUNDS; k++) {
     const dumps = readdirSync(dir).filter((f) => f.startsWith(`${name}.${k}-`));
     if (dumps.length === 0) throw new Error(`${mode}: no callgrind dump ${k} in ${dir}`);
-    const byThread = dumps.map((f) => [f, instructionsOf(join(dir, f))]);
+    const byThread = dumps.map((f) => [f, callgrindInstructions(join(dir, f))]);
     const main = byThread.find(([f]) => f.endsWith('-01'))?.[1] ?? 0;
     const all = byThread.reduce((sum, [, n]) => sum + n, 0);
     rounds.push({ mainPerJob: Math.round(main / JOBS), allThreadsPerJob: Math.round(all / JOBS) });

@@ -27,13 +27,13 @@
 //   BENCH_REDIS_URL    Redis to use
 
 import { createRequire } from 'node:module';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { benchSdk, callgrindControl, intEnv, median, round, runBench } from './common.mjs';
+import { benchSdk, callgrindControl, callgrindInstructions, intEnv, median, round, runBench } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const run = promisify(execFile);
@@ -61,7 +61,6 @@ async function instructions() {
     process.exit(2);
   });
   const dir = mkdtempSync(join(tmpdir(), 'queue-otel-producer-callgrind-'));
-  const total = (file) => Number(/^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, 'utf8'))?.[1]);
   const results = {};
   try {
     // Two at a time on a 2-CPU machine.
@@ -76,8 +75,8 @@ async function instructions() {
       if (!line) throw new Error(`${mode.key}: no result:\n${stdout}`);
       const dumps = readdirSync(dir).filter((f) => f.startsWith(`cg.${mode.key}.1-`));
       if (dumps.length === 0) throw new Error(`${mode.key}: no callgrind dump`);
-      const main = dumps.filter((f) => f.endsWith('-01')).reduce((s, f) => s + total(join(dir, f)), 0);
-      const all = dumps.reduce((s, f) => s + total(join(dir, f)), 0);
+      const main = dumps.filter((f) => f.endsWith('-01')).reduce((s, f) => s + callgrindInstructions(join(dir, f)), 0);
+      const all = dumps.reduce((s, f) => s + callgrindInstructions(join(dir, f)), 0);
       results[mode.key] = { label: mode.label, ...JSON.parse(line).callgrindRound, mainPerJob: Math.round(main / JOBS), allThreadsPerJob: Math.round(all / JOBS) };
     };
     await Promise.all(MODES.slice(0, 2).map(count));

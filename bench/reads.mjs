@@ -12,16 +12,18 @@
 // difference of the calls is the cost of one call, start-up cancelled out.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { getHeapStatistics, promiseHooks } from 'node:v8';
+import { callgrindInstructions } from './common.mjs';
 
-const api = createRequire(import.meta.url)('@opentelemetry/api');
-const { AsyncLocalStorageContextManager } = createRequire(import.meta.url)('@opentelemetry/context-async-hooks');
+const require = createRequire(import.meta.url);
+const api = require('@opentelemetry/api');
+const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
 const store = new AsyncLocalStorage();
 const otelContext = api.ROOT_CONTEXT.setValue(api.createContextKey('bench'), 1);
 const one = () => 1;
@@ -70,7 +72,7 @@ if (process.env.BENCH_READS_RUN) {
       env: { ...process.env, BENCH_READS_RUN: name, BENCH_READS_N: String(n) },
       stdio: 'ignore',
     });
-    return Number(/^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(out, 'utf8'))[1]);
+    return callgrindInstructions(out);
   };
   try {
     console.log(`instructions per call (Node ${process.version}), ${small.toLocaleString('en-US')} and ${large.toLocaleString('en-US')} calls`);
